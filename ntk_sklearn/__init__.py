@@ -1,3 +1,12 @@
-"""ntk_sklearn: scikit-learn estimators on neural tangent and NNGP kernels, computed with JAX."""
+"""ntk_sklearn: scikit-learn estimators on neural tangent and NNGP kernels, computed with JAX.
+
+Importing the package does not change JAX's global configuration: estimators compute in float64
+inside a scoped ``jax.enable_x64``.
+"""
+
+from ntk_sklearn._classifiers import NNGPClassifier, NTKClassifier
+from ntk_sklearn._regressors import NNGPRegressor, NTKRegressor
 
 __version__ = "0.1.0"
+
+__all__ = ["NNGPClassifier", "NNGPRegressor", "NTKClassifier", "NTKRegressor", "__version__"]

@@ -232,7 +232,7 @@ def fc_kernel(
     >>> k = fc_kernel(x, depth=2, activation="relu", w_std=1.4, b_std=0.1)
     >>> k.nngp.shape, k.ntk.shape
     ((4, 4), (4, 4))
-    >>> bool(np.all(k.ntk >= k.nngp))
+    >>> bool(np.all(np.diag(k.ntk) >= np.diag(k.nngp)))  # Θ = Σ + (positive terms) at x = x'
     True
     """
     names, single = _parse_get(get)

@@ -1,0 +1,20 @@
+"""The Examples sections of the public docstrings run and print what they claim."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "ntk_sklearn._regressors",
+    "ntk_sklearn._classifiers",
+    "ntk_sklearn.kernels._fc",
+    "ntk_sklearn.preprocessing",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
