@@ -6,7 +6,6 @@ JAX on validated arrays. Fitted state is NumPy arrays only, so estimators pickle
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -17,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ntk_sklearn import dynamics
+from ntk_sklearn import _memory, dynamics
 from ntk_sklearn.kernels import available_activations, fc_kernel, fc_kernel_diag
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular.
@@ -26,23 +25,14 @@ _JITTERS = (1e-10, 1e-8, 1e-6)
 _PREDICT_CHUNK = 4096
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available to this process, or None where the OS does not say."""
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def check_memory(n_bytes: int, what: str) -> None:
-    """Refuse, before allocating, an array set that cannot fit in the available memory."""
-    available = _available_memory()
-    if available is not None and n_bytes > available:
-        raise MemoryError(
-            f"{what} needs about {n_bytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
-            "is available. Use dtype='float32' (half the memory), fewer training samples, or "
-            "predict in smaller batches."
-        )
+    """``MemoryError`` before allocating what cannot fit, with the estimators' advice."""
+    _memory.check_memory(
+        n_bytes,
+        what,
+        "Use dtype='float32' (half the memory), fewer training samples, or predict in smaller "
+        "batches.",
+    )
 
 
 class NeuralKernelBase(BaseEstimator):

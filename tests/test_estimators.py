@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegressor, _base
+from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegressor, _base, _memory
 from ntk_sklearn.kernels import fc_kernel
 
 REGRESSORS = {"ntk": NTKRegressor, "nngp": NNGPRegressor}
@@ -265,7 +265,7 @@ def test_unfixable_kernel_raises_linalg_error(monkeypatch):
 
 
 def test_refuses_what_does_not_fit_in_memory(monkeypatch):
-    monkeypatch.setattr(_base, "_available_memory", lambda: 10_000)
+    monkeypatch.setattr(_memory, "available_memory", lambda: 10_000)
     x, y = load_iris(return_X_y=True)
     with pytest.raises(MemoryError, match="float32"):
         NTKRegressor().fit(x, y)

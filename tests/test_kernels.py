@@ -347,6 +347,14 @@ def test_bad_inputs(x1, x2, message):
         fc_kernel(x1, x2, depth=1)
 
 
+def test_refuses_outputs_that_do_not_fit(monkeypatch):
+    from ntk_sklearn import _memory
+
+    monkeypatch.setattr(_memory, "available_memory", lambda: 1000)
+    with pytest.raises(MemoryError, match="float32"):
+        fc_kernel(np.ones((20, 3)), depth=1)
+
+
 def test_jax_array_inputs():
     x = jnp.asarray(np.random.default_rng(8).normal(size=(4, 3)))
     np.testing.assert_allclose(fc_kernel(x, depth=1).ntk, fc_kernel(np.asarray(x), depth=1).ntk)

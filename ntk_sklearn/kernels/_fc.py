@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_sklearn._memory import check_memory
 from ntk_sklearn.kernels._activations import Activation, get_activation
 from ntk_sklearn.kernels._recursion import diag_recursion, kernel_tile
 
@@ -223,6 +224,8 @@ def fc_kernel(
     ValueError
         For an unknown activation, ``depth < 0``, a negative or non-finite std, inputs that are
         not 2-D, empty, non-numeric, contain NaN/inf, or whose feature counts differ.
+    MemoryError
+        Before allocating, when the output cannot fit in the available memory.
 
     Examples
     --------
@@ -254,6 +257,11 @@ def fc_kernel(
     blocks1 = _row_blocks(*diagonals(x1), block)
     blocks2 = blocks1 if symmetric else _row_blocks(*diagonals(x2), block)
     n2 = x1.shape[0] if symmetric else x2.shape[0]
+    check_memory(
+        len(names) * x1.shape[0] * n2 * dtype.itemsize,
+        f"The {x1.shape[0]} x {n2} kernel matrices",
+        "Compute fewer rows at a time (slices of x1), only one kernel (get=...), or float32.",
+    )
     out = {name: np.empty((x1.shape[0], n2), dtype) for name in names}
     pairs = list(_tile_pairs(len(blocks1), len(blocks2), symmetric))
 
