@@ -470,7 +470,13 @@ def save_results(
     paths[1].write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     sizes = sorted({r.n_train for r in results})
     if len(sizes) > 1:
-        paths.append(plot_learning_curves(results, out / f"learning_curve_{dataset}.png", dataset))
+        try:
+            import matplotlib  # noqa: F401  (an optional dependency: pip install matplotlib)
+        except ImportError:
+            print("matplotlib is not installed: no learning-curve plot", file=sys.stderr)
+        else:
+            path = out / f"learning_curve_{dataset}.png"
+            paths.append(plot_learning_curves(results, path, dataset))
     return paths
 
 
