@@ -1,0 +1,204 @@
+"""``monte_carlo_kernel``: NNGP and NTK of the built-in MLP averaged over random initialisations.
+
+Sample ``s`` draws its parameters from ``numpy.random.default_rng([seed, s])`` (``seed`` from
+``random_state``; a run with more samples extends a run with fewer; host-side draws compile
+nothing, unlike JAX's, which compile once per shape), then, with ``h`` the last hidden layer
+(``n_L`` units) and ``k`` readout units,
+
+    NNGP_s(x, x') = w_std² · h(x)·h(x') / n_L + b_std²      (readout marginalised)
+    NTK_s(x, x')  = (1/k) Σ_a ∇f_a(x) · ∇f_a(x')            (empirical_ntk, outputs="mean")
+
+``NNGP_s`` is ``E[f_a(x) f_a(x') | hidden layers]``, the output covariance over the readout
+layer's weights: it has the mean of the output product ``f_a(x) f_a(x')`` over initialisations
+(Rao-Blackwell), a much smaller variance, and full rank (up to ``n_L + 1``) rather than rank 1.
+The estimate is the mean over samples, ``(1/S) Σ_s K_s``, with standard error
+``std_s(K_s) / sqrt(S)`` (``ddof=1``), accumulated in one pass (Welford's update).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ntk_sklearn.empirical._mlp import mlp_apply_fn, mlp_init_numpy, mlp_readout_features_fn
+from ntk_sklearn.empirical._nngp import empirical_nngp
+from ntk_sklearn.empirical._ntk import empirical_ntk
+from ntk_sklearn.empirical._utils import as_seed, check_positive_int, default_float
+from ntk_sklearn.kernels import Kernel
+
+_NAMES = ("nngp", "ntk")
+
+
+def _parse_get(get: Any) -> tuple[tuple[str, ...], bool]:
+    single = isinstance(get, str)
+    names = (get,) if single else tuple(get)
+    if not names or any(g not in _NAMES for g in names):
+        raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them; got {get!r}.")
+    return names, single
+
+
+def _as_matrix(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}.")
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(
+            f"{name} must be a non-empty 2-D array (n_samples, n_features); got shape {arr.shape}."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    return arr.astype(dtype, copy=False)
+
+
+class _Welford:
+    """Running mean and sum of squared deviations of equally shaped arrays (float64)."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, None, None
+
+    def add(self, value: np.ndarray) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        self.n += 1
+        if self.mean is None:
+            self.mean, self.m2 = value.copy(), np.zeros_like(value)
+            return
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (value - self.mean)
+
+    def stderr(self) -> np.ndarray:
+        return np.sqrt(self.m2 / (self.n - 1) / self.n)
+
+
+def monte_carlo_kernel(
+    x1,
+    x2=None,
+    *,
+    depth: int,
+    width: int,
+    activation: str | Callable = "relu",
+    w_std: float = 1.0,
+    b_std: float = 0.0,
+    negative_slope: float = 0.01,
+    n_samples: int = 16,
+    n_outputs: int = 1,
+    random_state: Any = None,
+    get: str | Sequence[str] = _NAMES,
+    method: str = "auto",
+    batch_size: int | None = None,
+    return_stderr: bool = False,
+) -> Kernel | np.ndarray | tuple[Kernel | np.ndarray, Kernel | np.ndarray]:
+    r"""Monte-Carlo NNGP and NTK: the empirical kernels of finite MLPs, averaged over inits.
+
+    Each of ``n_samples`` networks is the built-in MLP (:func:`~ntk_sklearn.empirical.init_mlp`),
+    the finite-width counterpart of :func:`~ntk_sklearn.kernels.fc_kernel` with the same
+    arguments: ``[Dense(w_std, b_std), activation] * depth + [Dense(w_std, b_std)]`` with hidden
+    layers of ``width`` units, NTK parameterization. The NTK sample is
+    ``(1/k) Σ_a ∇f_a(x)·∇f_a(x')`` over the ``k = n_outputs`` readout units; the NNGP sample is
+    ``w_std² h(x)·h(x')/n_L + b_std²`` (``h`` the last hidden layer of ``n_L`` units), the
+    covariance of every readout unit over the readout layer's weights given the hidden layers:
+    it has the mean of ``f_a(x) f_a(x')`` over initialisations with a smaller variance
+    (:func:`~ntk_sklearn.empirical.mlp_readout_features`). The estimates are means over
+    networks. As ``width → ∞`` both samples converge to ``fc_kernel(...)`` (relative
+    fluctuations ``O(width^-1/2)``; with one hidden layer the means are exact at every width,
+    deeper networks have an ``O(1/width)`` bias).
+
+    Parameters
+    ----------
+    x1 : array-like of shape (n1, n_features)
+    x2 : array-like of shape (n2, n_features), default=None
+        ``None`` means ``x1``.
+    depth : int
+        Number of hidden layers.
+    width : int
+        Units per hidden layer (>= 1).
+    activation, w_std, b_std, negative_slope
+        As in :func:`~ntk_sklearn.kernels.fc_kernel`.
+    n_samples : int, default=16
+        Random initialisations averaged over (>= 1; >= 2 with ``return_stderr``).
+    n_outputs : int, default=1
+        Readout units per network; their NTKs are averaged (the NNGP does not depend on it).
+    random_state : int, numpy Generator or RandomState, JAX key or None, default=None
+        Seeds the initialisations; an int gives reproducible results.
+    get : {"nngp", "ntk"} or tuple of them, default=("nngp", "ntk")
+        As in :func:`~ntk_sklearn.kernels.fc_kernel`.
+    method, batch_size
+        Passed to :func:`~ntk_sklearn.empirical.empirical_ntk`.
+    return_stderr : bool, default=False
+        Also return the standard errors of the means, ``std(samples, ddof=1)/sqrt(n_samples)``.
+
+    Returns
+    -------
+    Kernel or ndarray of shape (n1, n2)
+        A :class:`~ntk_sklearn.kernels.Kernel` for a tuple ``get``, one array for a string.
+        Float64 inside ``jax.enable_x64(True)``, else float32. With ``return_stderr``, a pair
+        ``(estimate, stderr)`` of that structure (standard errors in float64).
+
+    Raises
+    ------
+    ValueError
+        For ``width``, ``n_samples`` or ``n_outputs`` below 1, ``n_samples < 2`` with
+        ``return_stderr``, an invalid ``get``, inputs that are not finite non-empty 2-D arrays
+        with equal feature counts, or invalid architecture arguments.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.empirical import monte_carlo_kernel
+    >>> from ntk_sklearn.kernels import fc_kernel
+    >>> x = np.random.default_rng(0).normal(size=(3, 4))
+    >>> mc = monte_carlo_kernel(x, depth=1, width=2048, n_samples=2, random_state=0, get="ntk")
+    >>> exact = fc_kernel(x, depth=1, get="ntk")
+    >>> bool(np.linalg.norm(mc - exact) / np.linalg.norm(exact) < 0.05)
+    True
+    """
+    names, single = _parse_get(get)
+    check_positive_int(width, "width")
+    check_positive_int(n_samples, "n_samples")
+    check_positive_int(n_outputs, "n_outputs")
+    if return_stderr and n_samples < 2:
+        raise ValueError(f"return_stderr needs n_samples >= 2; got {n_samples!r}.")
+    dtype = default_float()
+    x1 = _as_matrix(x1, "x1", dtype)
+    if x2 is not None:
+        x2 = _as_matrix(x2, "x2", dtype)
+        if x2.shape[1] != x1.shape[1]:
+            raise ValueError(
+                f"x1 and x2 must have the same number of features; got {x1.shape[1]} and "
+                f"{x2.shape[1]}."
+            )
+    seed = as_seed(random_state)
+    arch = {"activation": activation, "w_std": w_std, "b_std": b_std}
+    apply_fn = mlp_apply_fn(negative_slope=negative_slope, **arch)
+    features_fn = mlp_readout_features_fn(negative_slope=negative_slope, **arch)
+
+    stats = {name: _Welford() for name in names}
+    for s in range(n_samples):
+        params = mlp_init_numpy(
+            np.random.default_rng([seed, s]),
+            x1.shape[1],
+            depth=depth,
+            width=width,
+            n_outputs=n_outputs,
+            dtype=dtype,
+        )
+        if "nngp" in stats:
+            stats["nngp"].add(
+                empirical_nngp(features_fn, params, x1, x2, outputs="sum", batch_size=batch_size)
+            )
+        if "ntk" in stats:
+            stats["ntk"].add(
+                empirical_ntk(apply_fn, params, x1, x2, method=method, batch_size=batch_size)
+            )
+
+    def pack(values: dict[str, np.ndarray]):
+        if single:
+            return values[names[0]]
+        return Kernel(*(values.get(name) for name in _NAMES))
+
+    mean = pack({name: stat.mean.astype(dtype) for name, stat in stats.items()})
+    if not return_stderr:
+        return mean
+    return mean, pack({name: stat.stderr() for name, stat in stats.items()})

@@ -1,0 +1,308 @@
+"""``empirical_ntk``: the finite-width NTK ``Θ(x1, x2) = J(x1) · J(x2)ᵀ`` of any JAX model.
+
+``J(x) = ∂f(params, x) / ∂params`` is the Jacobian of the outputs with respect to every leaf of
+the parameter pytree, so that
+
+    Θ(x, x')[a, c] = Σ_leaves Σ_p  ∂f_a(x)/∂p · ∂f_c(x')/∂p      (a, c: output units).
+
+Two methods (cost model in :mod:`ntk_sklearn.empirical._cost`):
+
+* ``"jacobian"``: per-example Jacobians of a block of rows (``jax.vmap`` of ``jax.jacrev``),
+  contracted with those of a block of columns leaf by leaf (one ``einsum`` per leaf).
+* ``"ntk_vector_products"``: each row ``J(x'_j)ᵀ e_c`` of the column block (a vector-Jacobian
+  product) is pushed through the row block by a Jacobian-vector product:
+  ``Θ(x1, x'_j)[:, :, c] = J(x1) · (J(x'_j)ᵀ e_c)``; the row block's Jacobian is never built.
+
+The inputs are cut into blocks of ``batch_size`` rows; one block pair is one call of a jitted
+function, so that memory stays bounded by a block pair whatever ``N``. With ``x2=None`` only the
+block pairs on and above the diagonal are computed, and mirrored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk_sklearn.empirical import _cost
+from ntk_sklearn.empirical._utils import (
+    StaticFn,
+    as_batch_pair,
+    block_pairs,
+    check_apply_fn,
+    check_outputs,
+    check_positive_int,
+    output_info,
+    padded_block,
+    param_count,
+    row_blocks,
+)
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@partial(jax.jit, static_argnames=("fn", "p_major"))
+def _jacobian_rows(fn: StaticFn, params: Any, x: jax.Array, p_major: bool) -> Any:
+    """Per-example Jacobians ``∂f(x_i)/∂params`` (one reverse pass per output unit and input).
+
+    Leaves of shape ``(b, k, *leaf.shape)``, or ``(k, *leaf.shape, b)`` when ``p_major``: the
+    layout in which the contraction over parameters is a plain matrix product (several times
+    faster on CPU than contracting the trailing axis).
+    """
+
+    def one(xi):
+        return jax.jacrev(lambda p: fn(p, xi[None]).reshape(-1))(params)
+
+    return jax.vmap(one, out_axes=-1 if p_major else 0)(x)
+
+
+@partial(jax.jit, static_argnames=("full",))
+def _contract(ja: Any, jb: Any, full: bool) -> jax.Array:
+    """``Σ_leaves J_a · J_bᵀ`` of p-major blocks: ``(b1, b2, k, k)`` if ``full``, else the trace.
+
+    ``Θ[i, j, a, c] = Σ_leaves Σ_p J_a[a, p, i] J_b[c, p, j]``.
+    """
+
+    def leaf(a, b):
+        a = a.reshape(a.shape[0], -1, a.shape[-1])  # (k, P_leaf, b1)
+        b = b.reshape(b.shape[0], -1, b.shape[-1])  # (k, P_leaf, b2)
+        if full:
+            return jnp.einsum("api,cpj->ijac", a, b, precision=_HIGHEST)
+        return jnp.einsum("api,apj->ij", a, b, precision=_HIGHEST)
+
+    return sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf, ja, jb)))
+
+
+@partial(jax.jit, static_argnames=("fn", "full"))
+def _ntk_vector_products(fn: StaticFn, params: Any, xa: jax.Array, jb: Any, full: bool):
+    """``Θ(xa, xb)`` from the rows ``jb`` of ``J(xb)`` by Jacobian-vector products through ``xa``.
+
+    Row ``(j, c)`` of ``J(xb)`` is the parameter cotangent ``J(xb)ᵀ e_{j,c}``; its push-forward
+    ``J(xa) · J(xb)ᵀ e_{j,c}`` is column ``(j, c)`` of ``Θ(xa, xb)``.
+    """
+
+    def f(p):
+        return fn(p, xa).reshape(xa.shape[0], -1)
+
+    def column(tangent):
+        return jax.jvp(f, (params,), (tangent,))[1]  # (b1, k)
+
+    if full:
+        cols = jax.vmap(jax.vmap(column))(jb)  # (b2, k, b1, k): cols[j, c, i, a]
+        return cols.transpose(2, 0, 3, 1)  # Θ[i, j, a, c]
+    k = jax.tree_util.tree_leaves(jb)[0].shape[1]
+
+    def diag_column(tangent, c):  # only output c of column (j, c) enters the trace
+        return column(tangent)[:, c]
+
+    cols = jax.vmap(jax.vmap(diag_column, in_axes=(0, 0)), in_axes=(0, None))(jb, jnp.arange(k))
+    return cols.sum(axis=1).T  # (b1, b2)
+
+
+class _Plan(NamedTuple):
+    method: str
+    batch_size: int
+    k: int
+    scalar: bool
+    times: dict[str, float]
+    sizes: dict[str, int]
+
+
+def _plan(apply_fn, params, x1, x2, method, outputs, batch_size) -> _Plan:
+    """Pick the method (least estimated time) and the batch size (memory budget)."""
+    if method != "auto" and method not in _cost.METHODS:
+        raise ValueError(f"method must be 'auto' or one of {_cost.METHODS}; got {method!r}.")
+    k, scalar = output_info(apply_fn, params, x1)
+    n_params = param_count(params)
+    x_one = jnp.asarray(x1[:1])
+    flops, activations = _cost.forward_stats(apply_fn, params, x_one, n_params)
+    itemsize = jax.eval_shape(apply_fn, params, x_one).dtype.itemsize
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    sizes, times = {}, {}
+    for name in _cost.METHODS:
+        sizes[name] = batch_size or _cost.default_batch_size(
+            name, max(n1, n2), k, n_params, activations, outputs, itemsize
+        )
+        times[name] = _cost.estimated_time(
+            name,
+            n1=n1,
+            n2=n2,
+            k=k,
+            n_params=n_params,
+            flops=flops,
+            outputs=outputs,
+            b=sizes[name],
+            symmetric=x2 is None,
+            itemsize=itemsize,
+        )
+    if method == "auto":
+        method = min(_cost.METHODS, key=times.__getitem__)
+    return _Plan(method, sizes[method], k, scalar, times, sizes)
+
+
+def estimate_ntk_cost(
+    apply_fn: Callable,
+    params: Any,
+    x1,
+    x2=None,
+    *,
+    outputs: str = "mean",
+    batch_size: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Estimated cost of each :func:`empirical_ntk` method; ``method="auto"`` takes the least.
+
+    The estimate is ``FLOPs + β · bytes moved`` (``β = 16`` FLOPs per byte) of the blocked
+    loops, with ``F`` the FLOPs of one forward pass on one input (XLA cost analysis), ``P``
+    parameters, ``k`` outputs, ``b`` rows per block, ``B`` block pairs, ``kk = k`` (``k²`` for
+    ``outputs="full"``) and ``R = N2 + B b`` Jacobian rows built by contraction::
+
+        jacobian             FLOPs ≈ 3 F k R + 2 P kk B b²     values moved ≈ k P (R + 2 B b)
+        ntk_vector_products  FLOPs ≈ 3 F k N2 + 2 F k B b²     values moved ≈ k P (N2 + B b)
+
+    (details in ``ntk_sklearn/empirical/_cost.py``).
+
+    Parameters
+    ----------
+    apply_fn, params, x1, x2, outputs, batch_size
+        As in :func:`empirical_ntk`.
+
+    Returns
+    -------
+    dict
+        ``{method: {"time": FLOP-equivalents, "batch_size": rows per block}}`` for
+        ``"jacobian"`` and ``"ntk_vector_products"``.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ntk_sklearn.empirical import estimate_ntk_cost, init_mlp
+    >>> params, f = init_mlp(jax.random.PRNGKey(0), 3, depth=1, width=8, n_outputs=4)
+    >>> x = jax.numpy.ones((5, 3))
+    >>> cost = estimate_ntk_cost(f, params, x, outputs="full")
+    >>> min(cost, key=lambda m: cost[m]["time"])
+    'ntk_vector_products'
+    """
+    check_apply_fn(apply_fn)
+    check_outputs(outputs)
+    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    x1, x2 = as_batch_pair(x1, x2)
+    plan = _plan(apply_fn, params, x1, x2, "auto", outputs, batch_size)
+    return {
+        name: {"time": plan.times[name], "batch_size": plan.sizes[name]} for name in _cost.METHODS
+    }
+
+
+def empirical_ntk(
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    x1,
+    x2=None,
+    *,
+    method: str = "auto",
+    outputs: str = "mean",
+    batch_size: int | None = None,
+) -> np.ndarray:
+    r"""Empirical neural tangent kernel ``Θ(x1, x2) = J(x1) · J(x2)ᵀ`` of a JAX model.
+
+    ``J(x) = ∂f(params, x)/∂params`` over every leaf of the pytree ``params`` (pure JAX, Flax's
+    ``model.apply``, Equinox: any pytree and function), so that for output units ``a, c``::
+
+        Θ(x, x')[a, c] = Σ_leaves Σ_p ∂f_a(params, x)/∂p · ∂f_c(params, x')/∂p.
+
+    Parameters
+    ----------
+    apply_fn : callable
+        ``apply_fn(params, x) -> outputs`` of shape ``(n,)`` (one output unit) or ``(n, ...)``
+        (trailing axes are flattened into ``k`` output units). Rows must be processed
+        independently (no batch statistics): Jacobians are taken per example.
+    params : pytree
+        Parameters of the network at which the kernel is evaluated.
+    x1 : array-like of shape (n1, ...)
+    x2 : array-like of shape (n2, ...), default=None
+        ``None`` means ``x1``; only blocks on and above the diagonal are computed.
+    method : {"auto", "jacobian", "ntk_vector_products"}, default="auto"
+        ``"jacobian"`` contracts per-example Jacobians leaf by leaf; ``"ntk_vector_products"``
+        pushes the rows of ``J(x2)`` through ``x1`` by Jacobian-vector products (Novak et al.
+        2022, "Fast Finite Width Neural Tangent Kernel"). ``"auto"`` takes the method with the
+        smaller estimated cost, FLOPs plus memory traffic (:func:`estimate_ntk_cost`).
+    outputs : {"mean", "sum", "full"}, default="mean"
+        ``"mean"``: ``(1/k) Σ_a Θ[a, a]``, shape ``(n1, n2)``: the kernel per output unit, which
+        is what :func:`~ntk_sklearn.kernels.fc_kernel` gives in the infinite-width limit.
+        ``"sum"``: the trace ``Σ_a Θ[a, a]``. ``"full"``: shape ``(n1, n2, k, k)``, or
+        ``(n1, n2)`` when ``apply_fn`` returns 1-D outputs.
+    batch_size : int, default=None
+        Rows per block. ``None`` picks the largest block (up to 256 rows, halving) whose working
+        set fits in 1 GiB by the memory estimate of the method (``2 b k P`` values for
+        ``"jacobian"``, ``b k P + b² k A`` for ``"ntk_vector_products"``, ``A`` the size of the
+        forward pass's intermediates).
+
+    Returns
+    -------
+    ndarray
+        NumPy array in the model's computation dtype: float64 when parameters and inputs are
+        float64 (inside ``with jax.enable_x64(True):``), else float32.
+
+    Raises
+    ------
+    ValueError
+        For a non-callable ``apply_fn``, inputs that are empty, non-numeric, contain NaN/inf or
+        whose trailing shapes differ, outputs whose first axis is not the batch, an unknown
+        ``method`` or ``outputs``, or a ``batch_size`` that is not a positive integer.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpy as np
+    >>> from ntk_sklearn.empirical import empirical_ntk
+    >>> params = {"w": jnp.array([[1.0, 2.0], [0.5, -1.0]])}
+    >>> f = lambda p, x: jnp.tanh(x @ p["w"]).sum(axis=1)
+    >>> x = np.array([[0.1, 0.2], [0.3, -0.4], [1.0, 0.0]])
+    >>> ntk = empirical_ntk(f, params, x)
+    >>> jac = jax.jacobian(lambda p: f(p, x))(params)["w"].reshape(3, -1)
+    >>> bool(np.allclose(ntk, jac @ jac.T, atol=1e-6))
+    True
+    """
+    check_apply_fn(apply_fn)
+    check_outputs(outputs)
+    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    x1, x2 = as_batch_pair(x1, x2)
+    symmetric = x2 is None
+    xb = x1 if symmetric else x2
+    n1, n2 = x1.shape[0], xb.shape[0]
+    plan = _plan(apply_fn, params, x1, x2, method, outputs, batch_size)
+    method, batch_size, k, scalar = plan.method, plan.batch_size, plan.k, plan.scalar
+
+    full = outputs == "full"
+    p_major = method == "jacobian"
+    fn = StaticFn(apply_fn)
+    b1, b2 = min(batch_size, n1), min(batch_size, n2)
+    rows1, rows2 = row_blocks(n1, b1), row_blocks(n2, b2)
+    out = None
+    current_j, jb = -1, None
+    for i, j in block_pairs(len(rows1), len(rows2), symmetric):
+        if j != current_j:  # column blocks are the outer loop: J(x2 block) is built once
+            current_j = j
+            jb = _jacobian_rows(fn, params, padded_block(xb, rows2[j], b2), p_major)
+        xa = padded_block(x1, rows1[i], b1)
+        if method == "jacobian":
+            ja = jb if symmetric and i == j else _jacobian_rows(fn, params, xa, p_major)
+            block = _contract(ja, jb, full)
+        else:
+            block = _ntk_vector_products(fn, params, xa, jb, full)
+        block = np.asarray(block)
+        if out is None:
+            out = np.empty((n1, n2) + block.shape[2:], dtype=block.dtype)
+        r, c = rows1[i], rows2[j]
+        block = block[: r.stop - r.start, : c.stop - c.start]
+        if symmetric and i == j:  # exactly symmetric, whatever the rounding of the method
+            block = 0.5 * (block + (block.transpose((1, 0, 3, 2)) if full else block.T))
+        out[r, c] = block
+        if symmetric and i != j:
+            out[c, r] = block.transpose((1, 0, 3, 2)) if full else block.T
+    if full:
+        return out[:, :, 0, 0] if scalar else out
+    return out / k if outputs == "mean" else out

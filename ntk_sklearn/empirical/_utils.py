@@ -1,0 +1,178 @@
+"""Shared helpers of the empirical kernels: validation, row blocks, seeding, static functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: How output units are combined: averaged, summed (the trace), or all pairs kept.
+OUTPUT_MODES = ("mean", "sum", "full")
+
+
+class StaticFn:
+    """A callable wrapper hashed by identity, so that it can be a static argument of ``jax.jit``.
+
+    ``jax.jit`` caches compiled code per static argument; wrapping ``apply_fn`` this way keys
+    the cache on the function object itself (Flax modules, partials and closures included),
+    whether or not the object defines its own ``__hash__``.
+    """
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __hash__(self) -> int:
+        return id(self.fn)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StaticFn) and other.fn is self.fn
+
+
+def check_apply_fn(apply_fn: Any) -> None:
+    if not callable(apply_fn):
+        raise ValueError(f"apply_fn must be callable as apply_fn(params, x); got {apply_fn!r}.")
+
+
+def as_batch(x: Any, name: str) -> np.ndarray:
+    """Validate ``x`` as a non-empty numeric array whose first axis indexes the examples."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}.")
+    if arr.ndim < 1 or arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(
+            f"{name} must be an array of shape (n_samples, ...) with at least one sample; "
+            f"got shape {arr.shape}."
+        )
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity.")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
+    return arr
+
+
+def as_batch_pair(x1: Any, x2: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    x1 = as_batch(x1, "x1")
+    if x2 is None:
+        return x1, None
+    x2 = as_batch(x2, "x2")
+    if x2.shape[1:] != x1.shape[1:]:
+        raise ValueError(
+            f"x1 and x2 must have the same shape after the sample axis; got {x1.shape[1:]} and "
+            f"{x2.shape[1:]}."
+        )
+    return x1, x2
+
+
+def check_outputs(outputs: Any) -> str:
+    if outputs not in OUTPUT_MODES:
+        raise ValueError(f"outputs must be one of {OUTPUT_MODES}; got {outputs!r}.")
+    return outputs
+
+
+def check_positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    return int(value)
+
+
+def row_blocks(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of ``range(n)`` of ``batch_size`` rows (the last one may be shorter)."""
+    return [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+
+
+def padded_block(x: np.ndarray, rows: slice, batch_size: int) -> jax.Array:
+    """Rows ``x[rows]`` padded to ``batch_size`` rows by repeating the last one.
+
+    Every block then has one shape (one compilation); padded rows are finite copies of a real
+    row, so that no model produces NaN on them, and they are cut from the result.
+    """
+    block = x[rows]
+    missing = batch_size - block.shape[0]
+    if missing:
+        block = np.concatenate([block, np.repeat(block[-1:], missing, axis=0)])
+    return jnp.asarray(block)
+
+
+def block_pairs(n1: int, n2: int, symmetric: bool) -> Iterator[tuple[int, int]]:
+    for j in range(n2):
+        for i in range(j + 1 if symmetric else n1):
+            yield i, j
+
+
+def flat_outputs(out: jax.Array, n: int) -> jax.Array:
+    """Model outputs as ``(n, k)``: ``(n,)`` is one output unit, trailing axes are flattened."""
+    if out.ndim == 0 or out.shape[0] != n:
+        raise ValueError(
+            f"apply_fn(params, x) must return an array whose first axis has one entry per "
+            f"sample ({n}); got shape {out.shape}."
+        )
+    return out.reshape(n, -1)
+
+
+def output_info(apply_fn: Callable, params: Any, x: np.ndarray) -> tuple[int, bool]:
+    """``(k, scalar)``: the number of output units per sample, and whether outputs are 1-D."""
+    shape = jax.eval_shape(apply_fn, params, jnp.asarray(x[:1])).shape
+    if len(shape) == 0 or shape[0] != 1:
+        raise ValueError(
+            "apply_fn(params, x) must return an array whose first axis has one entry per sample; "
+            f"on a batch of 1 it returned shape {shape}."
+        )
+    return int(np.prod(shape[1:], dtype=int)), len(shape) == 1
+
+
+def as_seed(random_state: Any) -> int:
+    """A 64-bit seed from ``None``, an int, a NumPy ``Generator``/``RandomState`` or a JAX key.
+
+    ``None`` draws fresh OS entropy; a ``Generator`` or ``RandomState`` is advanced by one draw,
+    so successive calls with the same generator give different, reproducible seeds.
+    """
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**63))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if not 0 <= random_state < 2**64:
+            raise ValueError(f"random_state must be in [0, 2**64); got {random_state!r}.")
+        return int(random_state)
+    if isinstance(random_state, jax.Array):
+        if jnp.issubdtype(random_state.dtype, jax.dtypes.prng_key):
+            random_state = jax.random.key_data(random_state)
+        data = np.asarray(random_state).astype(np.uint64).ravel()
+        if data.size == 2:
+            return int(data[0]) << 32 | int(data[1])
+    raise ValueError(
+        "random_state must be None, an int, a numpy Generator/RandomState or a JAX key; "
+        f"got {random_state!r}."
+    )
+
+
+def as_key(random_state: Any) -> jax.Array:
+    """A JAX PRNG key (threefry, raw ``uint32[2]``) from anything :func:`as_seed` accepts."""
+    if isinstance(random_state, jax.Array):
+        as_seed(random_state)  # validates
+        return random_state
+    seed = as_seed(random_state)
+    # The threefry key of a 64-bit seed is its (high, low) 32-bit halves: built here directly,
+    # because ``jax.random.PRNGKey`` truncates seeds >= 2**32 when x64 mode is off.
+    return jnp.asarray(np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32))
+
+
+def default_float() -> np.dtype:
+    """float64 inside ``jax.enable_x64(True)``, else float32."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def param_count(params: Any) -> int:
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
