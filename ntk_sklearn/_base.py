@@ -14,10 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ntk_sklearn import _memory, dynamics
-from ntk_sklearn.kernels import available_activations, fc_kernel, fc_kernel_diag
+from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
+from ntk_sklearn.kernels import Kernel, available_activations, fc_kernel, fc_kernel_diag
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular.
 _JITTERS = (1e-10, 1e-8, 1e-6)
@@ -33,6 +35,12 @@ def check_memory(n_bytes: int, what: str) -> None:
         "Use dtype='float32' (half the memory), fewer training samples, or predict in smaller "
         "batches.",
     )
+
+
+def _as_float(leaf, dtype: str):
+    """A floating parameter leaf in ``dtype``; other leaves unchanged."""
+    arr = jnp.asarray(leaf)
+    return arr.astype(dtype) if jnp.issubdtype(arr.dtype, jnp.floating) else leaf
 
 
 class NeuralKernelBase(BaseEstimator):
@@ -51,6 +59,10 @@ class NeuralKernelBase(BaseEstimator):
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "dtype": [StrOptions({"float64", "float32"})],
         "block_size": [Interval(Integral, 1, None, closed="left"), None],
+        "kernel": [StrOptions({"analytic", "empirical"}), tuple],
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
     # -- precision and kernels ---------------------------------------------------------------
@@ -74,10 +86,49 @@ class NeuralKernelBase(BaseEstimator):
     def _kernel_names(self) -> tuple[str, ...]:
         return ("nngp", "ntk") if self._kernel == "ntk" else ("nngp",)
 
-    def _kernels(self, x1: np.ndarray, x2: np.ndarray | None = None):
-        return fc_kernel(
-            x1, x2, get=self._kernel_names(), block_size=self.block_size, **self._kernel_kwargs()
-        )
+    def _check_kernel(self) -> None:
+        """Validate ``kernel``; for ``"empirical"`` draw the seed of its networks once."""
+        if isinstance(self.kernel, tuple) and (
+            len(self.kernel) != 2 or not callable(self.kernel[0])
+        ):
+            raise ValueError(
+                "kernel must be 'analytic', 'empirical' or a pair (apply_fn, params) with "
+                f"apply_fn(params, x) a JAX function; got a tuple of length {len(self.kernel)}."
+            )
+        if self.kernel == "empirical":
+            # The same networks must serve the training and every test kernel.
+            self.kernel_seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
+
+    def _kernels(self, x1: np.ndarray, x2: np.ndarray | None = None, names=None):
+        """The kernels ``names`` (default: those the dynamics need) between rows of x1 and x2."""
+        names = names or self._kernel_names()
+        if isinstance(self.kernel, tuple):
+            apply_fn, params = self.kernel
+            # The user's parameters in the estimator's precision (their arrays are not changed).
+            params = jax.tree_util.tree_map(lambda a: _as_float(a, self.dtype), params)
+            fns = {"nngp": empirical_nngp, "ntk": empirical_ntk}
+            out = {name: fns[name](apply_fn, params, x1, x2) for name in names}
+            return Kernel(out.get("nngp"), out.get("ntk"))
+        if self.kernel == "empirical":
+            return monte_carlo_kernel(
+                x1,
+                x2,
+                width=self.width,
+                n_samples=self.n_samples,
+                random_state=self.kernel_seed_,
+                get=names,
+                **self._kernel_kwargs(),
+            )
+        return fc_kernel(x1, x2, get=names, block_size=self.block_size, **self._kernel_kwargs())
+
+    def _test_nngp(self, x: np.ndarray, full: bool) -> np.ndarray:
+        """NNGP between test rows (``full``), or its diagonal, the prior variances."""
+        if self.kernel == "analytic":
+            if full:
+                return fc_kernel(x, get="nngp", **self._kernel_kwargs())
+            return fc_kernel_diag(x, get="nngp", **self._kernel_kwargs())
+        k = self._kernels(x, names=("nngp",)).nngp
+        return k if full else np.diag(k).copy()
 
     # -- fit -----------------------------------------------------------------------------------
 
@@ -94,6 +145,7 @@ class NeuralKernelBase(BaseEstimator):
         n_matrices = len(self._kernel_names()) + 2  # kernels, factor, a temporary
         check_memory(n_matrices * n * n * itemsize, f"Fitting on {n} samples")
         X = X.astype(self.dtype, copy=False)
+        self._check_kernel()
         with self._scope():
             kernels = self._kernels(X)
             if self._kernel == "ntk":
@@ -176,10 +228,7 @@ class NeuralKernelBase(BaseEstimator):
             dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
             if not want:
                 return np.asarray(dyn_cross @ jnp.asarray(self.dual_coef_)), None
-            if full_cov:
-                k_test = jnp.asarray(fc_kernel(X, get="nngp", **self._kernel_kwargs()))
-            else:
-                k_test = jnp.asarray(fc_kernel_diag(X, get="nngp", **self._kernel_kwargs()))
+            k_test = jnp.asarray(self._test_nngp(X, full_cov))
             y = jnp.asarray(self.y_fit_)
             r = self._apply(dyn_cross.T, self.t)
             if self._kernel == "ntk":

@@ -26,6 +26,10 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         learning_rate=1.0,
         dtype="float64",
         block_size=None,
+        kernel="analytic",
+        width=512,
+        n_samples=8,
+        random_state=None,
     ):
         self.depth = depth
         self.activation = activation
@@ -37,6 +41,10 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.learning_rate = learning_rate
         self.dtype = dtype
         self.block_size = block_size
+        self.kernel = kernel
+        self.width = width
+        self.n_samples = n_samples
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):

@@ -47,6 +47,20 @@ _PARAMS_DOC = """
         configuration is left as it is. ``"float32"`` halves memory and is faster.
     block_size : int, default=None
         Tile size of the kernel computation (see :func:`~ntk_sklearn.kernels.fc_kernel`).
+    kernel : {"analytic", "empirical"} or (apply_fn, params), default="analytic"
+        ``"analytic"``: the infinite-width kernels. ``"empirical"``: Monte-Carlo kernels of
+        ``n_samples`` finite networks of ``width`` units with the same architecture
+        (:func:`~ntk_sklearn.empirical.monte_carlo_kernel`), the same networks for training and
+        test inputs. A pair ``(apply_fn, params)``: the empirical NTK (and output-product NNGP)
+        of your own JAX model at ``params`` (:func:`~ntk_sklearn.empirical.empirical_ntk`), used
+        in the same formulas (the prediction of the linearised model with the initial outputs
+        averaged out).
+    width : int, default=512
+        Hidden-layer width of the networks of ``kernel="empirical"``.
+    n_samples : int, default=8
+        Number of random networks averaged by ``kernel="empirical"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the networks of ``kernel="empirical"``; an int makes fits reproducible.
 """
 
 _ATTRIBUTES_DOC = """
@@ -67,6 +81,8 @@ _ATTRIBUTES_DOC = """
         Lower Cholesky factor of the training kernel (``t=None`` only).
     evals_, evecs_ : ndarray
         Its eigendecomposition (finite ``t`` only).
+    kernel_seed_ : int
+        Seed of the networks of ``kernel="empirical"`` (drawn from ``random_state`` in fit).
     y_train_mean_, y_train_std_ : ndarray of shape (n_targets,)
         Target normalisation (0 and 1 when ``normalize_y=False``).
 """
@@ -100,6 +116,10 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         normalize_y=True,
         dtype="float64",
         block_size=None,
+        kernel="analytic",
+        width=512,
+        n_samples=8,
+        random_state=None,
     ):
         self.depth = depth
         self.activation = activation
@@ -112,6 +132,10 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         self.normalize_y = normalize_y
         self.dtype = dtype
         self.block_size = block_size
+        self.kernel = kernel
+        self.width = width
+        self.n_samples = n_samples
+        self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

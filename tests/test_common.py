@@ -9,7 +9,14 @@ from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegress
 
 
 @parametrize_with_checks(
-    [NTKRegressor(), NNGPRegressor(), NTKClassifier(), NNGPClassifier()]
+    [
+        NTKRegressor(),
+        NNGPRegressor(),
+        NTKClassifier(),
+        NNGPClassifier(),
+        NTKRegressor(kernel="empirical", width=32, n_samples=2, random_state=0),
+        NNGPClassifier(kernel="empirical", width=32, n_samples=2, random_state=0),
+    ]
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

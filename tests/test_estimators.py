@@ -238,8 +238,16 @@ def test_inputs_not_modified():
 
 @pytest.mark.parametrize(
     "params",
-    [{"alpha": -1.0}, {"t": -1.0}, {"learning_rate": 0.0}, {"depth": -1}, {"w_std": 0.0},
-     {"activation": "swish!"}, {"dtype": "float16"}, {"block_size": 0}],
+    [
+        {"alpha": -1.0},
+        {"t": -1.0},
+        {"learning_rate": 0.0},
+        {"depth": -1},
+        {"w_std": 0.0},
+        {"activation": "swish!"},
+        {"dtype": "float16"},
+        {"block_size": 0},
+    ],
 )
 def test_invalid_parameters(params):
     x, y = load_iris(return_X_y=True)
