@@ -27,29 +27,7 @@ from ntk_sklearn.empirical._nngp import empirical_nngp
 from ntk_sklearn.empirical._ntk import empirical_ntk
 from ntk_sklearn.empirical._utils import as_seed, check_positive_int, default_float
 from ntk_sklearn.kernels import Kernel
-
-_NAMES = ("nngp", "ntk")
-
-
-def _parse_get(get: Any) -> tuple[tuple[str, ...], bool]:
-    single = isinstance(get, str)
-    names = (get,) if single else tuple(get)
-    if not names or any(g not in _NAMES for g in names):
-        raise ValueError(f"get must be 'nngp', 'ntk' or a tuple of them; got {get!r}.")
-    return names, single
-
-
-def _as_matrix(x: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}.")
-    if arr.ndim != 2 or 0 in arr.shape:
-        raise ValueError(
-            f"{name} must be a non-empty 2-D array (n_samples, n_features); got shape {arr.shape}."
-        )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity.")
-    return arr.astype(dtype, copy=False)
+from ntk_sklearn.kernels._fc import KERNEL_NAMES, as_matrix, parse_get
 
 
 class _Welford:
@@ -85,7 +63,7 @@ def monte_carlo_kernel(
     n_samples: int = 16,
     n_outputs: int = 1,
     random_state: Any = None,
-    get: str | Sequence[str] = _NAMES,
+    get: str | Sequence[str] = KERNEL_NAMES,
     method: str = "auto",
     batch_size: int | None = None,
     return_stderr: bool = False,
@@ -154,16 +132,16 @@ def monte_carlo_kernel(
     >>> bool(np.linalg.norm(mc - exact) / np.linalg.norm(exact) < 0.05)
     True
     """
-    names, single = _parse_get(get)
+    names, single = parse_get(get)
     check_positive_int(width, "width")
     check_positive_int(n_samples, "n_samples")
     check_positive_int(n_outputs, "n_outputs")
     if return_stderr and n_samples < 2:
         raise ValueError(f"return_stderr needs n_samples >= 2; got {n_samples!r}.")
     dtype = default_float()
-    x1 = _as_matrix(x1, "x1", dtype)
+    x1 = as_matrix(x1, "x1").astype(dtype, copy=False)
     if x2 is not None:
-        x2 = _as_matrix(x2, "x2", dtype)
+        x2 = as_matrix(x2, "x2").astype(dtype, copy=False)
         if x2.shape[1] != x1.shape[1]:
             raise ValueError(
                 f"x1 and x2 must have the same number of features; got {x1.shape[1]} and "
@@ -196,7 +174,7 @@ def monte_carlo_kernel(
     def pack(values: dict[str, np.ndarray]):
         if single:
             return values[names[0]]
-        return Kernel(*(values.get(name) for name in _NAMES))
+        return Kernel(*(values.get(name) for name in KERNEL_NAMES))
 
     mean = pack({name: stat.mean.astype(dtype) for name, stat in stats.items()})
     if not return_stderr:

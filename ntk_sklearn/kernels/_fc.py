@@ -35,7 +35,8 @@ class Kernel(NamedTuple):
     ntk: np.ndarray | None
 
 
-def _parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
+def parse_get(get: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
+    """Validate ``get``: the kernel names and whether a single array was asked for."""
     single = isinstance(get, str)
     names = (get,) if single else tuple(get)
     if not names or any(g not in KERNEL_NAMES for g in names):
@@ -51,7 +52,7 @@ def _check_architecture(depth, w_std, b_std) -> None:
             raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
 
 
-def _as_matrix(x, name: str) -> np.ndarray:
+def as_matrix(x, name: str) -> np.ndarray:
     """Validate ``x`` as a finite, non-empty, 2-D numeric array (no copy when possible)."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
@@ -154,9 +155,9 @@ def _resolve(
     if not isinstance(quadrature_points, (int, np.integer)) or quadrature_points < 2:
         raise ValueError(f"quadrature_points must be an integer >= 2; got {quadrature_points!r}.")
     act = get_activation(activation, float(negative_slope), int(quadrature_points))
-    x1 = _as_matrix(x1, "x1")
+    x1 = as_matrix(x1, "x1")
     if x2 is not None:
-        x2 = _as_matrix(x2, "x2")
+        x2 = as_matrix(x2, "x2")
         if x2.shape[1] != x1.shape[1]:
             raise ValueError(
                 f"x1 and x2 must have the same number of features; got {x1.shape[1]} and "
@@ -238,7 +239,7 @@ def fc_kernel(
     >>> bool(np.all(np.diag(k.ntk) >= np.diag(k.nngp)))  # Θ = Σ + (positive terms) at x = x'
     True
     """
-    names, single = _parse_get(get)
+    names, single = parse_get(get)
     if block_size is not None and (not isinstance(block_size, (int, np.integer)) or block_size < 1):
         raise ValueError(f"block_size must be a positive integer; got {block_size!r}.")
     x1, x2, act, dtype = _resolve(
@@ -313,7 +314,7 @@ def fc_kernel_diag(
     >>> bool(np.allclose(d, np.diag(fc_kernel(x, depth=3, get="ntk"))))
     True
     """
-    names, single = _parse_get(get)
+    names, single = parse_get(get)
     x, _, act, dtype = _resolve(
         x, None, depth, activation, w_std, b_std, negative_slope, quadrature_points
     )
