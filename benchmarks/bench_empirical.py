@@ -16,24 +16,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 from ntk_sklearn.empirical import empirical_ntk, estimate_ntk_cost, init_mlp
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: compilation and first-touch allocations
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,9 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         return jax.grad(lambda q: apply_fn(q, x).sum())(p)
 
     x_dev = jnp.asarray(x)
-    t_fb = _median_time(
-        lambda: jax.block_until_ready(forward_backward(params, x_dev)), args.repeats
-    )
+    t_fb = median_time(lambda: jax.block_until_ready(forward_backward(params, x_dev)), args.repeats)
     cost = estimate_ntk_cost(apply_fn, params, x, outputs=args.outputs, batch_size=args.batch_size)
 
     print(
@@ -96,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
                 batch_size=args.batch_size,
             )
 
-        t = _median_time(run, args.repeats)
+        t = median_time(run, args.repeats)
         results[method] = run()
         info = cost[chosen if method == "auto" else method]
         print(

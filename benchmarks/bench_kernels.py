@@ -15,24 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from _timing import median_time  # benchmarks/ is on sys.path when run as a script
 
 
 def speed(n: int, dim: int, depth: int, repeats: int) -> dict:
@@ -48,8 +37,8 @@ def speed(n: int, dim: int, depth: int, repeats: int) -> dict:
     def kernel():
         fc_kernel(x, depth=depth, activation="relu", w_std=1.4, b_std=0.1)
 
-    t_gram = _median_time(baseline, repeats)
-    t_kernel = _median_time(kernel, repeats)
+    t_gram = median_time(baseline, repeats)
+    t_kernel = median_time(kernel, repeats)
     return {
         "n": n,
         "dim": dim,

@@ -7,7 +7,6 @@ JAX on validated arrays. Fitted state is NumPy arrays only, so estimators pickle
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from numbers import Integral, Real
 
 import jax
@@ -265,6 +264,3 @@ def check_times(times) -> np.ndarray:
     if np.isnan(times).any() or (times < 0).any():
         raise ValueError("times must be >= 0 (np.inf allowed for the converged limit).")
     return times
-
-
-ActivationLike = str | Callable
