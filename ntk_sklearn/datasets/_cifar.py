@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import io
+import gzip
 import os
-import pickle
 import tarfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,11 @@ import numpy as np
 from numpy.typing import DTypeLike
 from sklearn.utils import Bunch
 
+from .._memory import check_memory
 from ._assemble import ImageData, assemble
 from ._base import RemoteFile, fetch_remote, get_data_home
 from ._npz import read_npz
+from ._safe_pickle import UnsafePickleError, safe_loads
 
 __all__ = ["load_cifar10"]
 
@@ -51,57 +53,91 @@ _DESCR = (
     "X.reshape(-1, 32, 32, 3) gives the images."
 )
 
-
-class _BatchUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR batches: allows only the few names that arrays and bytes need."""
-
-    _ALLOWED = frozenset(
-        {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-            ("numpy.core.multiarray", "scalar"),
-            ("numpy._core.multiarray", "scalar"),
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            # Python 3 pickles ``bytes`` with protocol 2 as ``_codecs.encode(str, "latin1")``.
-            ("_codecs", "encode"),
-        }
-    )
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"CIFAR batch refers to {module}.{name}, which a CIFAR batch never needs."
-            )
-        # Batches pickled by numpy 1.x name ``numpy.core``, which numpy 2 renamed.
-        if module.startswith("numpy.core.") and hasattr(np, "_core"):
-            module = "numpy._core." + module.removeprefix("numpy.core.")
-        return super().find_class(module, name)
+IMAGE_SHAPE = (32, 32, 3)
+_ROW = 3 * 32 * 32
+# Errors of a corrupt or truncated archive or compressed stream.
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
-def _unpickle(raw: bytes) -> dict[str, Any]:
-    """Load a CIFAR batch (pickled by Python 2 or 3) into a dict with ``str`` keys."""
-    batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+def _batch_dict(raw: bytes, name: str) -> dict[str, Any]:
+    """Parse one pickled batch (see :mod:`._safe_pickle`) into a dict with ``str`` keys."""
+    # A batch takes about 10 opcodes per image (its label and file name): allow 32 per
+    # 3072 bytes of file, so that the objects take about as much memory as the file.
+    max_opcodes = 1000 + 32 * (len(raw) // _ROW)
+    try:
+        batch = safe_loads(raw, max_opcodes=max_opcodes)
+    except UnsafePickleError as exc:
+        raise ValueError(f"{name} is not a valid CIFAR batch: {exc}") from exc
     if not isinstance(batch, dict):
-        raise ValueError("A CIFAR batch must hold a dict.")
-    return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in batch.items()}
+        raise ValueError(f"{name} is not a valid CIFAR batch: it holds no dict.")
+    out = {}
+    for key, value in batch.items():
+        text = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
+        if text in out:
+            raise ValueError(f"{name} is not a valid CIFAR batch: key {text!r} appears twice.")
+        out[text] = value
+    return out
 
 
 def _decode_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return the images (n, 32, 32, 3) uint8 and labels (n,) of one batch."""
-    batch = _unpickle(raw)
+    """Return the pixel rows (n, 3072) uint8, as stored, and labels (n,) of one batch."""
+    batch = _batch_dict(raw, name)
     if "data" not in batch or "labels" not in batch:
-        raise ValueError(f"CIFAR batch {name} has no 'data' or 'labels' entry.")
-    data = np.asarray(batch["data"], dtype=np.uint8)
-    labels = np.asarray(batch["labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+        hint = " (it looks like CIFAR-100, which has fine_labels)" if "fine_labels" in batch else ""
         raise ValueError(
-            f"CIFAR batch {name} has data of shape {data.shape} and {labels.shape[0]} "
-            "labels; expected (n, 3072) and n labels."
+            f"CIFAR-10 batch {name} has no 'data' or 'labels' entry{hint}; found "
+            f"{sorted(batch)}."
         )
-    # Rows are the red, green and blue planes (each 32x32, row-major); make them HWC.
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return images, labels
+    data, labels = batch["data"], batch["labels"]
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[0] > 0
+        and data.shape[1] == _ROW
+    ):
+        described = (
+            f"{data.dtype} array of shape {data.shape}"
+            if isinstance(data, np.ndarray)
+            else type(data).__name__
+        )
+        raise ValueError(
+            f"CIFAR batch {name} has data of type {described}; expected uint8 pixels of shape "
+            f"(n, {_ROW})."
+        )
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"CIFAR batch {name} has labels that are not integers.")
+        labels = labels.tolist()
+    if not isinstance(labels, list | tuple) or any(type(y) is not int for y in labels):
+        raise ValueError(f"CIFAR batch {name} has labels that are not a list of integers.")
+    if len(labels) != data.shape[0]:
+        raise ValueError(
+            f"CIFAR batch {name} has data of shape {data.shape} and {len(labels)} labels; "
+            "expected (n, 3072) and n labels."
+        )
+    if min(labels) < 0 or max(labels) >= len(CIFAR10_NAMES):
+        raise ValueError(
+            f"CIFAR batch {name} holds labels in [{min(labels)}, {max(labels)}]; CIFAR-10 "
+            "labels are 0-9."
+        )
+    return data, np.array(labels, dtype=np.int64)
+
+
+def _decode_meta(raw: bytes, name: str) -> list[str]:
+    """The class names of ``batches.meta``."""
+    meta = _batch_dict(raw, name)
+    names = meta.get("label_names")
+    if not (
+        isinstance(names, list)
+        and len(names) == len(CIFAR10_NAMES)
+        and all(isinstance(n, bytes | str) and 0 < len(n) <= 100 for n in names)
+    ):
+        raise ValueError(
+            f"{name} is not a valid CIFAR-10 batches.meta: label_names must be a list of "
+            f"{len(CIFAR10_NAMES)} short strings."
+        )
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else n for n in names]
 
 
 def _read_batches(read: Callable[[str], bytes | None], source: str) -> ImageData:
@@ -114,49 +150,66 @@ def _read_batches(read: Callable[[str], bytes | None], source: str) -> ImageData
                 f"{source} has no CIFAR-10 batch {name!r}; expected the batches "
                 f"{', '.join((*TRAIN_BATCHES, TEST_BATCH))}."
             )
-        parts.append(_decode_batch(raw, name))
+        parts.append(_decode_batch(raw, f"{source}/{name}"))
     meta = read(META)
-    names = None
-    if meta is not None:
-        names = [
-            n.decode() if isinstance(n, bytes) else str(n)
-            for n in _unpickle(meta).get("label_names", [])
-        ] or None
-    is_test = np.concatenate(
-        [
-            np.full(labels.size, name == TEST_BATCH)
-            for name, (_, labels) in zip((*TRAIN_BATCHES, TEST_BATCH), parts, strict=True)
-        ]
+    names = None if meta is None else _decode_meta(meta, f"{source}/{META}")
+    sizes = [labels.size for _, labels in parts]
+    n_total = sum(sizes)
+    check_memory(
+        n_total * _ROW,
+        f"The CIFAR-10 images of {source}",
+        "Free memory, or use a machine with more memory.",
     )
-    return ImageData(
-        np.concatenate([images for images, _ in parts]),
-        np.concatenate([labels for _, labels in parts]),
-        is_test,
-        names,
-        source,
-    )
+    images = np.empty((n_total, *IMAGE_SHAPE), dtype=np.uint8)
+    start = 0
+    for data, labels in parts:
+        # Rows are the red, green and blue planes (each 32x32, row-major); make them HWC.
+        images[start : start + labels.size] = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        start += labels.size
+    is_test = np.arange(n_total) >= n_total - sizes[-1]
+    labels = np.concatenate([labels for _, labels in parts])
+    return ImageData(images, labels, is_test, names, source)
+
+
+def _read_file(file: Path) -> bytes | None:
+    """The bytes of a regular file (None if absent), once its size fits in memory."""
+    if not file.is_file():
+        return None
+    check_memory(file.stat().st_size, f"Reading {file}", "Free memory.")
+    return file.read_bytes()
 
 
 def _read_folder(folder: Path) -> ImageData:
-    def read(name: str) -> bytes | None:
-        file = folder / name
-        return file.read_bytes() if file.is_file() else None
-
-    return _read_batches(read, str(folder))
+    return _read_batches(lambda name: _read_file(folder / name), str(folder))
 
 
 def _read_tar(archive: Path) -> ImageData:
-    with tarfile.open(archive, "r:*") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+    """Read the batches from a (compressed) tar archive, in one pass, without extracting it.
 
-        def read(name: str) -> bytes | None:
-            member = members.get(name)
-            if member is None:
-                return None
-            handle = tar.extractfile(member)
-            return None if handle is None else handle.read()
-
-        return _read_batches(read, str(archive))
+    Members are read in the archive's order, each once its declared size fits in memory;
+    reading stops as soon as every batch and ``batches.meta`` has been found.
+    """
+    wanted = {*TRAIN_BATCHES, TEST_BATCH, META}
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = Path(member.name).name
+                if not member.isfile() or name not in wanted:
+                    continue
+                if name in found:
+                    raise ValueError(f"{archive} holds two files named {name}.")
+                check_memory(member.size, f"Reading {name} from {archive}", "Free memory.")
+                with tar.extractfile(member) as handle:  # a regular file: never None
+                    raw = handle.read(member.size)
+                if len(raw) != member.size:
+                    raise ValueError(f"{archive} is truncated (in {member.name}).")
+                found[name] = raw
+                if len(found) == len(wanted):
+                    break
+    except _ARCHIVE_ERRORS as exc:
+        raise ValueError(f"{archive} is a corrupt or truncated archive ({exc}).") from exc
+    return _read_batches(found.get, str(archive))
 
 
 def _read_local(path: str | os.PathLike[str]) -> ImageData:
@@ -219,12 +272,15 @@ def load_cifar10(
     path : str or path-like, default=None
         Load this local file or folder instead: the folder ``cifar-10-batches-py`` of the
         python batches (or a folder holding it), the archive ``cifar-10-python.tar.gz``, or
-        an ``.npz`` file with ``images`` (uint8, shape (n, 32, 32, 3)) and ``labels`` arrays
-        and optionally ``is_test`` (non-zero for test samples) and ``class_names``. Without
+        an ``.npz`` file with ``images`` (shape (n, 32, 32, 3); ``uint8``, integers in 0-255
+        or floats in [0, 1]) and ``labels`` (integers 0-9, or indices of ``class_names``)
+        arrays and optionally ``is_test`` (bool or 0/1: 1 for test samples; both parts
+        non-empty) and ``class_names``. Without
         ``is_test``, the samples are split into disjoint stratified train and test sets of
         ``n_train`` and ``n_test`` samples (one of them None: the rest; both None: 20 % test).
-        The batches are Python pickles; they are read with an unpickler that only accepts
-        numpy arrays, lists and dicts.
+        The batches are Python pickles, but no pickle is ever run: their opcodes are
+        interpreted by a reader that builds only plain data and numpy integer arrays whose
+        shape, type and size it has checked, and calls nothing the file names.
     download_if_missing : bool, default=True
         If False, raise :class:`FileNotFoundError` when the archive is not in the cache.
     timeout : float or None, default=60.0
@@ -258,7 +314,11 @@ def load_cifar10(
     ------
     ValueError
         If ``n_train`` or ``n_test`` is not positive or larger than the samples available,
-        or if ``path`` is of an unknown format.
+        if ``path`` is of an unknown format, or if a file is invalid, corrupt or truncated,
+        or holds anything else than 32x32x3 pixels in 0-255 and labels 0-9 (or ``class_names``
+        indices); the message names the file.
+    MemoryError
+        If the images do not fit in the available memory (checked before allocating).
     DownloadError
         If the archive must be downloaded and cannot be (for instance offline).
     ChecksumError
@@ -292,4 +352,6 @@ def load_cifar10(
         return_X_y=return_X_y,
         default_target_names=CIFAR10_NAMES,
         descr=_DESCR,
+        image_shape=IMAGE_SHAPE,
+        dataset="CIFAR-10",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,10 @@ import numpy as np
 from numpy.typing import DTypeLike
 from sklearn.utils import Bunch
 
+from .._memory import check_memory
 from ._assemble import ImageData, assemble
 from ._base import RemoteFile, fetch_remote, get_data_home
-from ._idx import read_idx
+from ._idx import read_idx, read_idx_header
 from ._npz import read_npz
 
 __all__ = ["load_fashion_mnist", "load_mnist"]
@@ -25,6 +27,7 @@ IDX_NAMES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+IMAGE_SHAPE = (28, 28)
 
 
 @dataclass(frozen=True)
@@ -113,34 +116,52 @@ def _find_idx_file(folder: Path, name: str) -> Path:
     )
 
 
-def _read_idx_files(paths: list[Path], source: str) -> ImageData:
-    """Read (train images, train labels, test images, test labels) into one ImageData."""
-    train_images, train_labels, test_images, test_labels = (read_idx(p) for p in paths)
-    for images, labels, split in (
-        (train_images, train_labels, "train"),
-        (test_images, test_labels, "test"),
-    ):
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+def _read_idx_files(paths: list[Path], source: str, n_classes: int) -> ImageData:
+    """Read (train images, train labels, test images, test labels) into one ImageData.
+
+    The four headers are checked first (28x28 ``uint8`` images, ``uint8`` labels, as many
+    labels as images); the images of both files are then read into one array allocated once.
+    """
+    train_images, train_labels, test_images, test_labels = paths
+    counts = []
+    for images, labels in ((train_images, train_labels), (test_images, test_labels)):
+        n_images = read_idx_header(images, dtype=np.uint8, shape=(None, *IMAGE_SHAPE)).shape[0]
+        n_labels = read_idx_header(labels, dtype=np.uint8, shape=(None,)).shape[0]
+        if n_images != n_labels:
             raise ValueError(
-                f"The {split} IDX files of {source} do not match: images of shape "
-                f"{images.shape} and labels of shape {labels.shape}."
+                f"The IDX files of {source} do not match: {images.name} holds {n_images} "
+                f"images but {labels.name} holds {n_labels} labels."
             )
-    is_test = np.concatenate(
-        [np.zeros(train_labels.size, dtype=bool), np.ones(test_labels.size, dtype=bool)]
+        counts.append(n_images)
+    n_train, n_total = counts[0], counts[0] + counts[1]
+    check_memory(
+        n_total * (math.prod(IMAGE_SHAPE) + 1),
+        f"Reading the images of {source}",
+        "Free memory, or use a machine with more memory.",
     )
-    return ImageData(
-        np.concatenate([train_images, test_images]),
-        np.concatenate([train_labels, test_labels]),
-        is_test,
-        None,
-        source,
-    )
+    images = np.empty((n_total, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.empty(n_total, dtype=np.uint8)
+    for part, (image_file, label_file) in zip(
+        (slice(0, n_train), slice(n_train, n_total)),
+        ((train_images, train_labels), (test_images, test_labels)),
+        strict=True,
+    ):
+        read_idx(image_file, dtype=np.uint8, shape=(None, *IMAGE_SHAPE), out=images[part])
+        read_idx(label_file, dtype=np.uint8, shape=(None,), out=labels[part])
+        if labels[part].size and labels[part].max() >= n_classes:
+            raise ValueError(
+                f"{label_file} holds label {labels[part].max()}; the labels of this dataset "
+                f"are 0-{n_classes - 1}."
+            )
+    is_test = np.arange(n_total) >= n_train
+    return ImageData(images, labels, is_test, None, source)
 
 
-def _read_local(path: str | os.PathLike[str]) -> ImageData:
+def _read_local(path: str | os.PathLike[str], n_classes: int) -> ImageData:
     path = Path(path).expanduser()
     if path.is_dir():
-        return _read_idx_files([_find_idx_file(path, name) for name in IDX_NAMES], str(path))
+        files = [_find_idx_file(path, name) for name in IDX_NAMES]
+        return _read_idx_files(files, str(path), n_classes)
     if not path.exists():
         raise FileNotFoundError(f"No such file or folder: {path}")
     if path.suffix.lower() == ".npz":
@@ -165,8 +186,9 @@ def _load_idx_dataset(
     dtype: DTypeLike,
     return_X_y: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | Bunch:
+    n_classes = len(dataset.target_names)
     if path is not None:
-        data = _read_local(path)
+        data = _read_local(path, n_classes)
     else:
         folder = get_data_home(data_home) / dataset.folder
         paths = [
@@ -179,7 +201,7 @@ def _load_idx_dataset(
             )
             for remote in dataset.files
         ]
-        data = _read_idx_files(paths, str(folder))
+        data = _read_idx_files(paths, str(folder), n_classes)
     return assemble(
         data,
         n_train=n_train,
@@ -189,6 +211,8 @@ def _load_idx_dataset(
         return_X_y=return_X_y,
         default_target_names=dataset.target_names,
         descr=dataset.descr,
+        image_shape=IMAGE_SHAPE,
+        dataset=dataset.name,
     )
 
 
@@ -226,8 +250,10 @@ def load_mnist(
         Load this local file or folder instead of the cache: a folder with the four IDX files
         (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
         ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``, compressed or not), or
-        an ``.npz`` file with ``images`` (uint8, one image per row) and ``labels`` arrays and
-        optionally ``is_test`` (non-zero for test samples) and ``class_names``. Without
+        an ``.npz`` file with ``images`` (shape (n, 28, 28), (n, 784) or (n, 28, 28, 1);
+        ``uint8``, integers in 0-255 or floats in [0, 1]) and ``labels`` (integers 0-9, or
+        indices of ``class_names``) arrays and optionally ``is_test`` (bool or 0/1: 1 for
+        test samples; both parts non-empty) and ``class_names``. Without
         ``is_test``, the samples are split into disjoint stratified train and test sets of
         ``n_train`` and ``n_test`` samples (one of them None: the rest; both None: 20 % test).
     download_if_missing : bool, default=True
@@ -235,7 +261,8 @@ def load_mnist(
     timeout : float or None, default=60.0
         Seconds to wait for the connection and each read of a download.
     dtype : floating dtype, default=np.float32
-        Type of the returned features.
+        Type of the returned features. The pixels stay ``uint8`` until this conversion,
+        done a few MiB at a time: the peak memory is the ``uint8`` images plus the result.
     return_X_y : bool, default=True
         If True, return the tuple ``(X_train, y_train, X_test, y_test)``; otherwise a
         :class:`~sklearn.utils.Bunch`.
@@ -261,7 +288,11 @@ def load_mnist(
     ------
     ValueError
         If ``n_train`` or ``n_test`` is not positive or larger than the samples available,
-        or if ``path`` is of an unknown format.
+        if ``path`` is of an unknown format, or if a file is invalid, corrupt or truncated,
+        or holds anything else than 28x28 grey pixels in 0-255 and labels 0-9 (or
+        ``class_names`` indices); the message names the file.
+    MemoryError
+        If the images do not fit in the available memory (checked before allocating).
     DownloadError
         If the files must be downloaded and cannot be (for instance offline).
     ChecksumError
