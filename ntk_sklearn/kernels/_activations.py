@@ -5,7 +5,7 @@ For a pre-activation pair ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` the kernel recur
     T(q1, q2, c)    = E[σ(u) σ(v)]      (next layer's NNGP, before w_std² and b_std²)
     Tdot(q1, q2, c) = E[σ'(u) σ'(v)]    (the derivative kernel that multiplies the NTK)
 
-Each activation is one small :class:`Activation` definition holding the elementwise function and,
+Each activation is one small :class:`Nonlinearity` definition holding the elementwise function and,
 where one exists, the closed form of ``(T, Tdot)``. Activations without a closed form fall back to
 quadrature (``_quadrature.py``) with the derivative taken by JAX autodiff. To add an
 activation, write one factory and call :func:`register_activation`.
@@ -24,12 +24,14 @@ from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ntk_sklearn._validation import InvalidArgumentError
 from ntk_sklearn.kernels._quadrature import (
     quadrature_diag_expectations,
     quadrature_expectations,
 )
-from ntk_sklearn.kernels._trig import angle, atan
+from ntk_sklearn.kernels._trig import atan, atan_nonneg
 
 Expectations = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 DiagExpectations = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -38,11 +40,12 @@ _PI = math.pi
 
 
 @dataclass(frozen=True, eq=False)
-class Activation:
-    """An elementwise activation and its Gaussian expectations.
+class Nonlinearity:
+    """An elementwise nonlinearity ``σ`` and its Gaussian expectations.
 
     Instances are hashable by identity and created through a cached factory, so that jit-compiled
-    kernel functions keyed on them are compiled once per distinct activation.
+    kernel functions keyed on them are compiled once per distinct nonlinearity. (The *layer* that
+    applies one inside a stack is :class:`~ntk_sklearn.kernels.Activation`.)
 
     Attributes
     ----------
@@ -56,6 +59,11 @@ class Activation:
         ``q -> (E[σ(u)²], E[σ'(u)²])`` for ``u ~ N(0, q)``: the exact ``c = q`` case.
     closed_form : bool
         False when the expectations are computed by quadrature.
+    correlated : callable, optional
+        ``(q1, q2, ρ) -> (T, Tdot)`` with the correlation ``ρ = c / sqrt(q1 q2)`` given exactly.
+        The kernel layers use it when present: functions of the angle ``θ = arccos ρ`` (arc-sine
+        and arc-cosine kernels) amplify the rounding of ``c`` near ``ρ = ±1`` layer after layer,
+        while ``ρ`` itself is snapped to exactly ``±1`` for identical and antipodal inputs.
     """
 
     name: str
@@ -63,28 +71,68 @@ class Activation:
     expectations: Expectations
     diag: DiagExpectations
     closed_form: bool = True
+    correlated: Expectations | None = None
 
     def __repr__(self) -> str:
-        return f"Activation({self.name!r})"
+        return f"Nonlinearity({self.name!r})"
 
 
-def _inv_sqrt(q: jax.Array) -> jax.Array:
-    """``1/sqrt(q)``, and 0 where ``q == 0`` (a zero input with ``b_std = 0``)."""
-    safe = jnp.where(q > 0, q, 1.0)
-    return jnp.where(q > 0, 1.0 / jnp.sqrt(safe), 0.0)
+# --------------------------------------------------------------------------------------------
+# Safe elementary functions: exact values at the edges, finite derivatives everywhere
+# --------------------------------------------------------------------------------------------
 
 
-def _angle(q1: jax.Array, q2: jax.Array, c: jax.Array):
-    """Return ``(sqrt(q1 q2), cos θ, sin θ, θ)`` of the angle between the two pre-activations.
+def safe_sqrt(q: jax.Array) -> jax.Array:
+    """``sqrt(q)`` for ``q >= 0`` with derivative 0 (not inf) at ``q = 0``."""
+    positive = q > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, q, 1.0)), 0.0)
 
-    ``cos θ = c / sqrt(q1 q2)`` is clipped to [-1, 1]; ``sin θ`` is computed as
-    ``sqrt((1 - cos θ)(1 + cos θ))`` and ``θ = atan2(sin θ, cos θ)`` (vectorised, ``_trig.py``).
-    Row factors are computed once per row, not per entry.
+
+def correlation(q1: jax.Array, q2: jax.Array, c: jax.Array) -> jax.Array:
+    """``ρ = c / sqrt(q1 q2)`` clipped to [-1, 1]; 0 where a variance is 0 (then ``c = 0``)."""
+    positive = (q1 > 0) & (q2 > 0)
+    norm = jnp.where(positive, safe_sqrt(q1) * safe_sqrt(q2), 1.0)
+    return jnp.where(positive, jnp.clip(c / norm, -1.0, 1.0), 0.0)
+
+
+@jax.custom_jvp
+def arccos(rho: jax.Array) -> jax.Array:
+    """``θ = arccos ρ = 2 atan(sqrt((1 - ρ) / (1 + ρ)))``, accurate at both ends.
+
+    ``1 - ρ`` and ``1 + ρ`` are exact near ``ρ = ±1`` (Sterbenz), unlike ``1 - ρ²``. The
+    derivative ``-1/sin θ`` is taken as 0 at ``ρ = ±1``, where the kernels' dependence on ``θ``
+    has a symmetric kink (the derivative a central difference sees).
     """
-    norm = jnp.sqrt(q1) * jnp.sqrt(q2)
-    cos = jnp.clip(c * _inv_sqrt(q1) * _inv_sqrt(q2), -1.0, 1.0)
-    sin = jnp.sqrt((1.0 - cos) * (1.0 + cos))
-    return norm, cos, sin, angle(sin, cos)
+    return 2.0 * atan_nonneg(jnp.sqrt((1.0 - rho) / (1.0 + rho)))
+
+
+@arccos.defjvp
+def _arccos_jvp(primals, tangents):
+    (rho,), (drho,) = primals, tangents
+    sin = sin_of_arccos(rho)
+    return arccos(rho), jnp.where(sin > 0, -drho / jnp.where(sin > 0, sin, 1.0), 0.0)
+
+
+@jax.custom_jvp
+def sin_of_arccos(rho: jax.Array) -> jax.Array:
+    """``sin θ = sqrt((1 - ρ)(1 + ρ))``, with derivative ``-ρ / sin θ`` (0 at ``ρ = ±1``)."""
+    return jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+
+
+@sin_of_arccos.defjvp
+def _sin_of_arccos_jvp(primals, tangents):
+    (rho,), (drho,) = primals, tangents
+    sin = sin_of_arccos(rho)
+    return sin, jnp.where(sin > 0, -rho * drho / jnp.where(sin > 0, sin, 1.0), 0.0)
+
+
+def _with_correlation(correlated: Expectations) -> Expectations:
+    """The ``(q1, q2, c)`` form of a ``(q1, q2, ρ)`` form."""
+
+    def expectations(q1, q2, c):
+        return correlated(q1, q2, correlation(q1, q2, c))
+
+    return expectations
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,7 +140,7 @@ def _angle(q1: jax.Array, q2: jax.Array, c: jax.Array):
 # --------------------------------------------------------------------------------------------
 
 
-def _ab_relu(name: str, slope: float) -> Activation:
+def _ab_relu(name: str, slope: float) -> Nonlinearity:
     """``σ(x) = x`` for ``x > 0`` and ``slope·x`` otherwise: relu (0), leaky relu, abs (-1).
 
     Arc-cosine kernels (Cho & Saul 2009), with ``σ = relu(x) - slope·relu(-x)``:
@@ -100,48 +148,75 @@ def _ab_relu(name: str, slope: float) -> Activation:
         A    = (1 + s²)(π - θ) + 2 s θ
         T    = sqrt(q1 q2) / (2π) · ((1 - s)² sin θ + A cos θ)
         Tdot = A / (2π)
+
+    ``T = sqrt(q1 q2)·J(ρ)`` with ``J'(ρ) = Tdot`` (Price's theorem: ``∂T/∂c = Tdot``), which is
+    the derivative given to autodiff, and ``Tdot'(ρ) = (1 - s)² / (2π sin θ)``.
     """
     s = float(slope)
+    kink = (1.0 - s) ** 2 / (2.0 * _PI)
 
     def fn(x):
         return jnp.where(x > 0, x, s * x)
 
-    def expectations(q1, q2, c):
-        norm, cos, sin, theta = _angle(q1, q2, c)
-        a = (1.0 + s * s) * (_PI - theta) + 2.0 * s * theta
-        return norm / (2.0 * _PI) * ((1.0 - s) ** 2 * sin + a * cos), a / (2.0 * _PI)
+    @jax.custom_jvp
+    def j_dot(rho):
+        theta = arccos(rho)
+        return ((1.0 + s * s) * (_PI - theta) + 2.0 * s * theta) / (2.0 * _PI)
+
+    @j_dot.defjvp
+    def _j_dot_jvp(primals, tangents):
+        (rho,), (drho,) = primals, tangents
+        sin = sin_of_arccos(rho)
+        return j_dot(rho), jnp.where(sin > 0, kink * drho / jnp.where(sin > 0, sin, 1.0), 0.0)
+
+    @jax.custom_jvp
+    def j(rho):
+        return kink * sin_of_arccos(rho) + j_dot(rho) * rho
+
+    @j.defjvp
+    def _j_jvp(primals, tangents):
+        (rho,), (drho,) = primals, tangents
+        return j(rho), j_dot(rho) * drho
+
+    def correlated(q1, q2, rho):
+        return safe_sqrt(q1) * safe_sqrt(q2) * j(rho), j_dot(rho)
 
     def diag(q):
         # θ = 0 exactly: T = (1 + s²) q / 2, Tdot = (1 + s²) / 2.
         half = 0.5 * (1.0 + s * s)
         return half * q, jnp.full_like(q, half)
 
-    return Activation(name, fn, expectations, diag)
+    return Nonlinearity(name, fn, _with_correlation(correlated), diag, correlated=correlated)
 
 
-def _erf() -> Activation:
+def _erf() -> Nonlinearity:
     """``σ = erf`` (Williams 1997):
 
     T    = (2/π) arcsin(2c / sqrt((1 + 2 q1)(1 + 2 q2)))
     Tdot = (4/π) / sqrt((1 + 2 q1)(1 + 2 q2) - 4 c²)
+
+    with ``(1 + 2 q1)(1 + 2 q2) - 4c² = 1 + 2 q1 + 2 q2 + 4 q1 q2 (1 - ρ)(1 + ρ) >= 1`` written
+    without cancellation (it rounded to 0 or below at x = x' for large inputs), and
+    ``arcsin(2c/√P) = atan(2c / sqrt(D))``.
     """
 
-    def expectations(q1, q2, c):
-        r = jax.lax.rsqrt(1.0 + 2.0 * q1) * jax.lax.rsqrt(1.0 + 2.0 * q2)
-        arg = jnp.clip(2.0 * c * r, -1.0, 1.0)
-        # arcsin(a) = atan(a / sqrt(1 - a²)); 1/sqrt(1 - a²) is needed for Tdot anyway.
-        inv_cos = jax.lax.rsqrt((1.0 - arg) * (1.0 + arg))
-        return (2.0 / _PI) * atan(arg * inv_cos), (4.0 / _PI) * r * inv_cos
+    def correlated(q1, q2, rho):
+        d = 1.0 + 2.0 * (q1 + q2) + 4.0 * (q1 * q2) * ((1.0 - rho) * (1.0 + rho))
+        inv_root = jax.lax.rsqrt(d)
+        c = rho * safe_sqrt(q1) * safe_sqrt(q2)
+        return (2.0 / _PI) * atan(2.0 * c * inv_root), (4.0 / _PI) * inv_root
 
     def diag(q):
         # 2q/(1+2q) < 1: arcsin(a) with sqrt(1 - a²) = sqrt(1 + 4q)/(1 + 2q).
         root = jnp.sqrt(1.0 + 4.0 * q)
         return (2.0 / _PI) * atan(2.0 * q / root), (4.0 / _PI) / root
 
-    return Activation("erf", jax.scipy.special.erf, expectations, diag)
+    return Nonlinearity(
+        "erf", jax.scipy.special.erf, _with_correlation(correlated), diag, correlated=correlated
+    )
 
 
-def _identity() -> Activation:
+def _identity() -> Nonlinearity:
     """``σ(x) = x``: T = c, Tdot = 1 (a deep linear network)."""
 
     def expectations(q1, q2, c):
@@ -150,75 +225,91 @@ def _identity() -> Activation:
     def diag(q):
         return q, jnp.ones_like(q)
 
-    return Activation("identity", lambda x: x, expectations, diag)
+    return Nonlinearity("identity", lambda x: x, expectations, diag)
 
 
-def _gelu() -> Activation:
+def _gelu() -> Nonlinearity:
     """Exact (erf-based) GELU ``σ(x) = x Φ(x)`` (Tsuchida et al. 2020; neural-tangents' form).
 
-    With ``Δ² = (1 + q1)(1 + q2) - c²`` and ``φ = atan2(c, Δ)``:
+    With ``p = (1 + q1)(1 + q2)``, ``Δ² = p - c² = 1 + q1 + q2 + q1 q2 (1 - ρ)(1 + ρ)`` and
+    ``ψ = π/2 + atan(c/Δ)`` (in ``(0, π)``):
 
         N    = c² + q1 q2 Δ²
-        T    = [N / ((1 + q1)(1 + q2) Δ) + c φ] / (2π) + c / 4
+        T    = [N / (p Δ) + c ψ] / (2π)
+        Tdot = [ψ + c (3 + q1 + q2 + c²/Δ²) / (p Δ)] / (2π)
 
-    and ``Tdot = ∂T/∂c`` (Price's theorem: ∂/∂c E[σ(u)σ(v)] = E[σ'(u)σ'(v)]), using
-    ``∂Δ/∂c = -c/Δ`` and ``∂φ/∂c = 1/Δ``:
-
-        Tdot = 1/4 + [φ + (c/Δ)(1 + 2(1 - q1 q2) / ((1 + q1)(1 + q2)))
-                      + N c / ((1 + q1)(1 + q2) Δ³)] / (2π)
+    ``Tdot = ∂T/∂c`` (Price's theorem). These are neural-tangents' expressions rearranged so that
+    no two large terms cancel: the first form of ``Δ²`` gave NaN at q ≳ 1e8 in float32, and
+    ``c/4 + cφ/(2π)`` and ``(c/Δ)(1 + 2(1 - q1 q2)/p) + N c/(p Δ³)`` lost up to half the digits
+    for large variances or antipodal inputs (``ψ`` is computed as ``atan(Δ/|c|)`` for ``c < 0``).
     """
 
-    def expectations(q1, q2, c):
-        p1 = (1.0 + q1) * (1.0 + q2)
+    def correlated(q1, q2, rho):
+        p = (1.0 + q1) * (1.0 + q2)
         pq = q1 * q2
-        delta2 = p1 - c * c
+        c = rho * safe_sqrt(q1) * safe_sqrt(q2)
+        delta2 = 1.0 + q1 + q2 + pq * ((1.0 - rho) * (1.0 + rho))
         delta = jnp.sqrt(delta2)
-        phi = atan(c / delta)
+        negative = c < 0
+        ratio = jnp.abs(c) / delta
+        # ψ = π/2 + atan(c/Δ): π/2 + atan(c/Δ) for c >= 0, atan(Δ/|c|) for c < 0.
+        psi = jnp.where(
+            negative, atan(1.0 / jnp.where(negative, ratio, 1.0)), 0.5 * _PI + atan(ratio)
+        )
         n = c * c + pq * delta2
-        t = (n / (p1 * delta) + c * phi) / (2.0 * _PI) + 0.25 * c
-        tdot = 0.25 + (
-            phi + c / delta * (1.0 + 2.0 * (1.0 - pq) / p1) + n * c / (p1 * delta * delta2)
-        ) / (2.0 * _PI)
+        t = (n / (p * delta) + c * psi) / (2.0 * _PI)
+        tdot = (psi + c * (3.0 + q1 + q2 + c * c / delta2) / (p * delta)) / (2.0 * _PI)
         return t, tdot
 
     def diag(q):
-        return expectations(q, q, q)
+        return correlated(q, q, jnp.ones_like(q))
 
-    return Activation("gelu", lambda x: jax.nn.gelu(x, approximate=False), expectations, diag)
+    return Nonlinearity(
+        "gelu",
+        lambda x: jax.nn.gelu(x, approximate=False),
+        _with_correlation(correlated),
+        diag,
+        correlated=correlated,
+    )
 
 
-def _sign() -> Activation:
-    """``σ = sign``: T = (2/π) arcsin(cos θ) = 1 - 2θ/π.
+def _sign() -> Nonlinearity:
+    """``σ = sign``: T = (2/π) arcsin(ρ) = 1 - 2θ/π.
 
     ``Tdot = 0``: the derivative of ``sign`` is zero almost everywhere, which is what gradients of a
     finite network (and neural-tangents) see, so only the readout layers contribute to the NTK.
     """
 
-    def expectations(q1, q2, c):
-        _, _, _, theta = _angle(q1, q2, c)
-        return 1.0 - 2.0 * theta / _PI, jnp.zeros_like(c)
+    def correlated(q1, q2, rho):
+        defined = (q1 > 0) & (q2 > 0)
+        return jnp.where(defined, 1.0 - 2.0 * arccos(rho) / _PI, 0.0), jnp.zeros_like(rho)
 
     def diag(q):
         return jnp.where(q > 0, 1.0, 0.0).astype(q.dtype), jnp.zeros_like(q)
 
-    return Activation("sign", jnp.sign, expectations, diag)
+    return Nonlinearity(
+        "sign", jnp.sign, _with_correlation(correlated), diag, correlated=correlated
+    )
 
 
-def _sin() -> Activation:
+def _sin() -> Nonlinearity:
     """``σ = sin``: T = e^{-(q1+q2)/2} sinh(c), Tdot = e^{-(q1+q2)/2} cosh(c).
 
-    Written as ``(e^{c-m} ∓ e^{-c-m}) / 2`` with ``m = (q1+q2)/2 ≥ |c|``, which cannot overflow.
+    Written as ``(e^{c-m} ∓ e^{-c-m}) / 2`` with ``m = (q1+q2)/2``, and the exponents
+    ``±c - m = -(√q1 - √q2)²/2 - √(q1 q2)(1 ∓ ρ) <= 0`` computed without cancellation, so that
+    nothing overflows and identical inputs give exactly ``(1 - e^{-2q})/2``.
     """
 
-    def expectations(q1, q2, c):
-        m = 0.5 * (q1 + q2)
-        plus, minus = jnp.exp(c - m), jnp.exp(-c - m)
+    def correlated(q1, q2, rho):
+        s1, s2 = safe_sqrt(q1), safe_sqrt(q2)
+        base = -0.5 * (s1 - s2) ** 2
+        plus, minus = jnp.exp(base - s1 * s2 * (1.0 - rho)), jnp.exp(base - s1 * s2 * (1.0 + rho))
         return 0.5 * (plus - minus), 0.5 * (plus + minus)
 
     def diag(q):
-        return expectations(q, q, q)
+        return correlated(q, q, jnp.ones_like(q))
 
-    return Activation("sin", jnp.sin, expectations, diag)
+    return Nonlinearity("sin", jnp.sin, _with_correlation(correlated), diag, correlated=correlated)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,7 +324,7 @@ def _derivative(fn: Callable[[jax.Array], jax.Array]) -> Callable[[jax.Array], j
 
 def quadrature_activation(
     fn: Callable[[jax.Array], jax.Array], name: str | None = None, n_points: int = 64
-) -> Activation:
+) -> Nonlinearity:
     """Wrap any elementwise JAX function; its expectations use two-dimensional quadrature.
 
     Parameters
@@ -243,7 +334,9 @@ def quadrature_activation(
     name : str, optional
         Display name; defaults to ``fn.__name__``.
     n_points : int, default=64
-        Quadrature nodes per dimension (cost grows as ``n_points²`` per kernel entry).
+        Resolution of the quadrature (radial step ``22 / n_points`` of a polar rule, see
+        ``_quadrature.py``); the cost per kernel entry is about ``n_points²`` angle-radius pairs,
+        each evaluating ``fn`` and its derivative at four points.
     """
     dfn = _derivative(fn)
 
@@ -254,14 +347,14 @@ def quadrature_activation(
         return quadrature_diag_expectations(fn, dfn, q, n_points)
 
     label = name or getattr(fn, "__name__", repr(fn))
-    return Activation(label, fn, expectations, diag, closed_form=False)
+    return Nonlinearity(label, fn, expectations, diag, closed_form=False)
 
 
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
-_CLOSED_FORMS: dict[str, Callable[..., Activation]] = {
+_CLOSED_FORMS: dict[str, Callable[..., Nonlinearity]] = {
     "relu": lambda negative_slope: _ab_relu("relu", 0.0),
     "leaky_relu": lambda negative_slope: _ab_relu("leaky_relu", negative_slope),
     "abs": lambda negative_slope: _ab_relu("abs", -1.0),
@@ -281,10 +374,10 @@ _QUADRATURE_FUNCTIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def register_activation(name: str, factory: Callable[..., Activation]) -> None:
+def register_activation(name: str, factory: Callable[..., Nonlinearity]) -> None:
     """Register a closed-form activation under ``name``.
 
-    ``factory(negative_slope)`` must return an :class:`Activation`. Registering a name that exists
+    ``factory(negative_slope)`` must return a :class:`Nonlinearity`. Registering a name that exists
     replaces it.
     """
     _CLOSED_FORMS[name] = factory
@@ -296,38 +389,124 @@ def available_activations() -> tuple[str, ...]:
     return tuple(_CLOSED_FORMS) + tuple(_QUADRATURE_FUNCTIONS)
 
 
+#: Smallest ``quadrature_points`` accepted (coarser rules are not accurate to 1e-4).
+MIN_QUADRATURE_POINTS = 16
+#: Largest ``quadrature_points`` accepted: the cost per kernel entry grows as its square.
+MAX_QUADRATURE_POINTS = 256
+#: Largest ``|negative_slope|`` accepted (its square enters the kernels).
+MAX_NEGATIVE_SLOPE = 1e6
+
+
+def check_negative_slope(negative_slope) -> float:
+    """Validate ``negative_slope``: a finite real number with ``|slope| <= 1e6``."""
+    if isinstance(negative_slope, bool) or not _is_real_scalar(negative_slope):
+        raise InvalidArgumentError(f"negative_slope must be a real number; got {negative_slope!r}.")
+    slope = float(negative_slope)
+    if not math.isfinite(slope) or abs(slope) > MAX_NEGATIVE_SLOPE:
+        raise ValueError(
+            f"negative_slope must be finite with |negative_slope| <= {MAX_NEGATIVE_SLOPE:g}; "
+            f"got {negative_slope!r}."
+        )
+    return slope
+
+
+def check_quadrature_points(quadrature_points) -> int:
+    """Validate ``quadrature_points``: an integer in ``[2, MAX_QUADRATURE_POINTS]``."""
+    if (
+        isinstance(quadrature_points, bool)
+        or not isinstance(quadrature_points, (int, np.integer))
+        or not MIN_QUADRATURE_POINTS <= quadrature_points <= MAX_QUADRATURE_POINTS
+    ):
+        raise ValueError(
+            f"quadrature_points must be an integer in [{MIN_QUADRATURE_POINTS}, "
+            f"{MAX_QUADRATURE_POINTS}] (the cost per "
+            f"kernel entry grows as its square); got {quadrature_points!r}."
+        )
+    return int(quadrature_points)
+
+
+def _is_real_scalar(value) -> bool:
+    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+
+
 def get_activation(
     activation: str | Callable[[jax.Array], jax.Array],
     negative_slope: float = 0.01,
     quadrature_points: int = 64,
-) -> Activation:
-    """Return the (cached) :class:`Activation` for a name or an elementwise callable.
+) -> Nonlinearity:
+    """Return the (cached) :class:`Nonlinearity` for a name or an elementwise callable.
 
     Arguments an activation does not use are ignored, so equal activations are the same object
-    (and jit-compiled kernels are not recompiled for them).
+    (and jit-compiled kernels are not recompiled for them). A callable is checked once: it must
+    be JAX-traceable, elementwise and differentiable.
 
     Raises
     ------
     ValueError
-        For an unknown name.
+        For an unknown name, a callable that JAX cannot trace (``np.tanh``, Python branching on
+        values), or invalid ``negative_slope`` / ``quadrature_points``.
     """
     if callable(activation):
-        return _build(activation, None, int(quadrature_points))
+        return _build(_CallableKey(activation), None, check_quadrature_points(quadrature_points))
     if activation in _CLOSED_FORMS:
-        slope = float(negative_slope) if activation == "leaky_relu" else None
+        slope = check_negative_slope(negative_slope) if activation == "leaky_relu" else None
         return _build(activation, slope, None)
     if activation in _QUADRATURE_FUNCTIONS:
-        return _build(activation, None, int(quadrature_points))
+        return _build(activation, None, check_quadrature_points(quadrature_points))
     raise ValueError(
         f"Unknown activation {activation!r}; expected one of {available_activations()} "
         "or an elementwise JAX-traceable callable."
     )
 
 
+class _CallableKey:
+    """Cache key of a callable activation.
+
+    A module-level function is keyed by its import path, so that copies of it (scikit-learn's
+    ``clone`` deep-copies parameters, and a deep copy of a jitted function is a new object) share
+    one compiled kernel; anything else (lambdas, closures) by identity.
+    """
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+        named = module and qualname and "<" not in qualname
+        self.key = (module, qualname) if named else id(fn)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _CallableKey) and (
+            self.key == other.key if isinstance(self.key, tuple) else self.fn is other.fn
+        )
+
+
+def _check_traceable(fn: Callable) -> None:
+    """Refuse, with the reason, a callable that is not an elementwise JAX-traceable function."""
+    probe = jax.ShapeDtypeStruct((3,), jnp.float32)
+    name = getattr(fn, "__name__", repr(fn))
+    try:
+        out = jax.eval_shape(fn, probe)
+        jax.eval_shape(_derivative(fn), probe)
+    except Exception as exc:  # noqa: BLE001 - any failure means the callable is unusable
+        raise ValueError(
+            f"activation {name!r} is not a JAX-traceable, differentiable elementwise function "
+            f"({type(exc).__name__}). Use jax.numpy functions (jnp.tanh, not np.tanh) and "
+            "jnp.where instead of Python if/else on values."
+        ) from None
+    if getattr(out, "shape", None) != (3,):
+        raise ValueError(
+            f"activation {name!r} must be elementwise (same output shape as its input); "
+            f"it maps shape (3,) to {getattr(out, 'shape', type(out).__name__)}."
+        )
+
+
 @lru_cache(maxsize=256)
-def _build(activation, negative_slope, quadrature_points) -> Activation:
-    if callable(activation):
-        return quadrature_activation(activation, n_points=quadrature_points)
+def _build(activation, negative_slope, quadrature_points) -> Nonlinearity:
+    if isinstance(activation, _CallableKey):
+        _check_traceable(activation.fn)
+        return quadrature_activation(activation.fn, n_points=quadrature_points)
     if activation in _CLOSED_FORMS:
         return _CLOSED_FORMS[activation](negative_slope)
     return quadrature_activation(

@@ -1,0 +1,423 @@
+"""``serial``: a stack of layers as a kernel function, blocked, exact and differentiable.
+
+``serial(*layers)`` returns a :class:`Serial`, a plain value (printable, comparable, picklable,
+a pytree whose leaves are the layers' ``w_std``/``b_std``) that is also the kernel function:
+
+* ``stack(x1, x2=None, get=("nngp", "ntk"))``: NumPy in, NumPy out, computed in tiles of row
+  pairs with bounded memory on all devices (``x2=None``: one triangle);
+* ``stack.diag(x)``: each row with itself, without the full matrix;
+* :func:`kernel_matrices`: the same in pure JAX, for ``jax.jit``/``jax.grad``.
+
+Which covariances are carried is decided once per input shape (neural-tangents'
+"diagonal_spatial"): vectors carry one number per pair; images carry same-pixel covariances
+``O(H·W)`` per pair unless a pooling layer lies ahead, which needs every pixel pair,
+``O((H·W)²)``; after the last pooling layer only same-pixel covariances are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ntk_sklearn._memory import check_memory
+from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, parse_get
+from ntk_sklearn.kernels import _tiling
+from ntk_sklearn.kernels._layers import Layer, Shape
+from ntk_sklearn.kernels._spatial import pixel_diagonal
+from ntk_sklearn.kernels._state import KernelState, input_state
+
+#: Bytes of working memory a tile may use (covariances and temporaries).
+TILE_BYTES = 256 * 2**20
+#: Largest tile side.
+MAX_BLOCK_SIZE = 2048
+#: Working arrays per carried covariance array (the layer's temporaries).
+_WORK_FACTOR = 4
+
+
+class KernelMatrices(NamedTuple):
+    """NNGP and NTK matrices; a field is ``None`` when it was not requested."""
+
+    nngp: np.ndarray | None
+    ntk: np.ndarray | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Serial:
+    """A stack of layers and its infinite-width kernel function (see :func:`serial`)."""
+
+    layers: tuple[Layer, ...]
+
+    def __repr__(self) -> str:
+        return f"serial({', '.join(repr(layer) for layer in self.layers)})"
+
+    def __deepcopy__(self, memo) -> Serial:
+        # An immutable value: copies (scikit-learn's clone) share it and its compiled kernels.
+        return self
+
+    # -- shapes ------------------------------------------------------------------------------
+
+    def layouts(self, input_shape: tuple[int, ...]) -> tuple[str, ...]:
+        """Check that the stack fits ``input_shape`` (one row); the input layout of each layer.
+
+        Raises ``ValueError`` naming the first layer that does not fit, or a stack that ends on
+        images.
+        """
+        if len(input_shape) not in (1, 3):
+            raise ValueError(
+                "Inputs must be (n, features) for dense stacks or (n, height, width, channels) "
+                f"for convolutional stacks; got rows of shape {input_shape}."
+            )
+        shape: Shape = None if len(input_shape) == 1 else tuple(input_shape[:2])
+        layouts = []
+        for i, layer in enumerate(self.layers):
+            if shape is None:
+                layouts.append("fc")
+            else:
+                pools_ahead = any(later.pools for later in self.layers[i:])
+                layouts.append("full" if pools_ahead else "diag")
+            shape = layer.output_shape(shape)
+        if shape is not None:
+            raise ValueError(
+                f"{self!r} ends on images of shape {shape}: end it with Flatten() or "
+                "GlobalAvgPool() followed by a Dense readout."
+            )
+        return tuple(layouts)
+
+    def _pair_size(self, input_shape: tuple[int, ...]) -> int:
+        """Largest number of covariance entries carried per row pair."""
+        layouts = self.layouts(input_shape)
+        if len(input_shape) == 1 or not layouts:
+            return 1
+        pixels = input_shape[0] * input_shape[1]
+        return pixels * pixels if "full" in layouts else pixels
+
+    # -- kernels -----------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        x1,
+        x2=None,
+        *,
+        get: str | Sequence[str] = KERNEL_NAMES,
+        block_size: int | None = None,
+    ) -> KernelMatrices | np.ndarray:
+        """NNGP and NTK between the rows of ``x1`` and ``x2``.
+
+        Parameters
+        ----------
+        x1 : array-like of shape (n1, n_features) or (n1, height, width, channels)
+        x2 : array-like of the same row shape, default=None
+            ``None`` means ``x1``: the symmetric kernel, computed on and above the diagonal only.
+        get : {"nngp", "ntk"} or tuple of them, default=("nngp", "ntk")
+            A tuple returns a :class:`KernelMatrices` with ``.nngp`` and ``.ntk``; a string
+            returns that array.
+        block_size : int, default=None
+            Rows per tile; by default as many as fit in about 256 MiB of working memory (at
+            most 2048).
+
+        Returns
+        -------
+        KernelMatrices or ndarray of shape (n1, n2)
+            In float64 when JAX's x64 mode is on (``with jax.enable_x64(True):``) and the inputs
+            are float64 or integer, else float32.
+
+        Raises
+        ------
+        ValueError
+            For inputs that are not numeric, finite, non-empty arrays of the stack's shape, or so
+            large that their squares overflow.
+        FloatingPointError
+            When the kernel overflows the floating-point range (huge stds or depth).
+        MemoryError
+            Before allocating, when the output cannot fit in the available memory.
+        """
+        names, single = parse_get(get)
+        x1, x2, dtype = self._inputs(x1, x2)
+        symmetric = x2 is None
+        n1, n2 = x1.shape[0], (x1 if symmetric else x2).shape[0]
+        block = self._block_size(x1.shape[1:], dtype, block_size, "ntk" in names)
+        check_memory(
+            len(names) * n1 * n2 * dtype.itemsize,
+            f"The {n1} x {n2} kernel matrices",
+            "Compute fewer rows at a time (slices of x1), only one kernel (get=...), or float32.",
+        )
+        out = {name: np.empty((n1, n2), dtype) for name in names}
+        blocks1 = _tiling.row_blocks(x1, block)
+        blocks2 = blocks1 if symmetric else _tiling.row_blocks(x2, block)
+        index = list(_tiling.tile_pairs(len(blocks1), len(blocks2), symmetric))
+        want_ntk = "ntk" in names
+
+        def compute(a, b):
+            return _grid_tile(self, a, b, want_ntk)
+
+        def store(k: int, result) -> None:
+            i, j = index[k]
+            rows, cols = blocks1[i].rows, blocks2[j].rows
+            for name, tile in zip(KERNEL_NAMES, result, strict=True):
+                if name not in out:
+                    continue
+                tile = np.asarray(tile)[: rows.stop - rows.start, : cols.stop - cols.start]
+                self._check_finite(tile, name, x1 if symmetric else None)
+                if symmetric and i == j:
+                    # Entries (a, b) and (b, a) of a diagonal tile differ by rounding; keep one.
+                    tile = np.triu(tile) + np.triu(tile, 1).T
+                out[name][rows, cols] = tile
+                if symmetric and i != j:
+                    out[name][cols, rows] = tile.T
+
+        _tiling.run_tiles([(blocks1[i], blocks2[j]) for i, j in index], compute, store)
+        return out[names[0]] if single else KernelMatrices(out.get("nngp"), out.get("ntk"))
+
+    def diag(self, x, *, get: str | Sequence[str] = KERNEL_NAMES) -> KernelMatrices | np.ndarray:
+        """Each row of ``x`` with itself: the kernels' diagonals, shape ``(n,)``, in ``O(n)``.
+
+        Equal (to rounding) to the diagonal of ``stack(x)``; parameters as in ``__call__``.
+        """
+        names, single = parse_get(get)
+        x, _, dtype = self._inputs(x, None)
+        want_ntk = "ntk" in names
+        block = self._block_size(x.shape[1:], dtype, None, want_ntk) ** 2
+        out = {name: np.empty(x.shape[0], dtype) for name in names}
+        parts = _tiling.row_blocks(x, min(block, 65536))
+
+        def store(k: int, result) -> None:
+            rows = parts[k].rows
+            for name, values in zip(KERNEL_NAMES, result, strict=True):
+                if name in out:
+                    values = np.asarray(values)[: rows.stop - rows.start]
+                    self._check_finite(values, name, x)
+                    out[name][rows] = values
+
+        _tiling.run_tiles(
+            [(p, None) for p in parts], lambda a, _: _diag_tile(self, a, want_ntk), store
+        )
+        return out[names[0]] if single else KernelMatrices(out.get("nngp"), out.get("ntk"))
+
+    # -- validation --------------------------------------------------------------------------
+
+    def _inputs(self, x1, x2):
+        x1 = _as_input(x1, "x1")
+        if x2 is not None:
+            x2 = _as_input(x2, "x2")
+            if x2.shape[1:] != x1.shape[1:]:
+                raise ValueError(
+                    f"x1 and x2 must have rows of the same shape; got {x1.shape[1:]} and "
+                    f"{x2.shape[1:]}."
+                )
+        self.layouts(x1.shape[1:])
+        arrays = (x1,) if x2 is None else (x1, x2)
+        dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.result_type(*arrays, np.float32)))
+        limit = math.sqrt(np.finfo(dtype).max / max(x1.shape[-1], 1)) / 4
+        for name, x in zip(("x1", "x2"), arrays, strict=False):
+            largest = float(np.max(np.abs(x)))
+            if largest > limit:
+                raise ValueError(
+                    f"{name} has entries up to {largest:.3g}, whose squares overflow {dtype}: "
+                    "scale the inputs (e.g. StandardScaler or NormScaler) before the kernel."
+                )
+        x2 = None if x2 is None else x2.astype(dtype, copy=False)
+        return x1.astype(dtype, copy=False), x2, dtype
+
+    def _block_size(self, row_shape, dtype, block_size, want_ntk: bool) -> int:
+        if block_size is not None:
+            return check_int(block_size, "block_size", low=1)
+        per_pair = self._pair_size(row_shape) * dtype.itemsize * _WORK_FACTOR * (2 + 2 * want_ntk)
+        return int(max(1, min(MAX_BLOCK_SIZE, math.isqrt(TILE_BYTES // per_pair))))
+
+    def _check_finite(self, values: np.ndarray, name: str, x) -> None:
+        if not np.isfinite(values).all():
+            stds = [
+                f"{type(layer).__name__}(w_std={layer.w_std:g}, b_std={layer.b_std:g})"
+                for layer in self.layers
+                if hasattr(layer, "w_std")
+            ]
+            shown = ", ".join(stds[:3]) + (", ..." if len(stds) > 3 else "")
+            raise FloatingPointError(
+                f"The {name.upper()} overflowed the {values.dtype} range: the layers' variances "
+                f"multiply beyond it (stds: {shown}). Scale the inputs to unit variance, lower "
+                "w_std or the depth, or use float64."
+            )
+
+
+def _as_input(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim not in (2, 4):
+        raise ValueError(
+            f"{name} must be (n, features) for dense stacks or (n, height, width, channels) for "
+            f"convolutional stacks; got shape {arr.shape}."
+        )
+    return as_array(arr, name, ndim=arr.ndim)
+
+
+def serial(*layers: Layer | Serial) -> Serial:
+    """Compose layers into a network whose infinite-width kernel function is returned.
+
+    Parameters
+    ----------
+    *layers : Layer or Serial
+        ``Dense``, ``Conv``, ``AvgPool``, ``GlobalAvgPool``, ``Flatten``, activation layers
+        (``Relu()``, ``Erf()``, ``Activation(...)``, ...), or stacks (flattened in place).
+
+    Returns
+    -------
+    Serial
+        Call it as ``stack(x1, x2=None, get=("nngp", "ntk"))``; ``stack.diag(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import Conv, Dense, Flatten, Relu, serial
+    >>> stack = serial(Conv((3, 3), w_std=1.4), Relu(), Flatten(), Dense(w_std=1.4))
+    >>> stack
+    serial(Conv(filter_shape=(3, 3), strides=(1, 1), padding='SAME', w_std=1.4, b_std=0.0), \
+Activation(activation='relu', negative_slope=0.01, quadrature_points=64), Flatten(), \
+Dense(w_std=1.4, b_std=0.0))
+    >>> x = np.random.default_rng(0).normal(size=(3, 8, 8, 2))
+    >>> k = stack(x)
+    >>> k.ntk.shape, bool(np.allclose(k.nngp, k.nngp.T))
+    ((3, 3), True)
+    """
+    flat: list[Layer] = []
+    for layer in layers:
+        if isinstance(layer, Serial):
+            flat.extend(layer.layers)
+        elif isinstance(layer, Layer):
+            flat.append(layer)
+        else:
+            raise TypeError(
+                f"serial takes layers (Dense(), Conv(), Relu(), ...); got {layer!r}. Did you "
+                "forget the parentheses, e.g. Relu instead of Relu()?"
+            )
+    if not flat:
+        raise ValueError("serial needs at least one layer.")
+    return Serial(tuple(flat))
+
+
+jax.tree_util.register_pytree_node(
+    Serial, lambda s: (s.layers, None), lambda _, layers: Serial(tuple(layers))
+)
+
+
+def _run(stack: Serial, x1: jax.Array, x2: jax.Array | None, want_ntk: bool) -> KernelState:
+    """Propagate the input covariances of ``x1`` (with ``x2``, or with itself) through ``stack``."""
+    layouts = stack.layouts(x1.shape[1:])
+    state = input_state(x1, x2, layouts[0], want_ntk)
+    layers, i = stack.layers, 0
+    while i < len(layers):
+        period, count = _repeat_at(layers, layouts, i)
+        if count >= _MIN_SCAN_REPEATS:
+            state = _apply_group(layers[i : i + period], layouts[i : i + period], state)
+            state = _scan_groups(layers, layouts, i, period, count, state)
+            i += period * count
+        else:
+            state = _apply_group(layers[i : i + 1], layouts[i : i + 1], state)
+            i += 1
+    return state
+
+
+#: Repeats of a group of layers from which the group is run by ``lax.scan``: compile time then
+#: stays flat in the depth (a depth-100 fully-connected stack is one loop, not 200 layers).
+_MIN_SCAN_REPEATS = 3
+
+
+def _apply_group(layers, layouts, state: KernelState) -> KernelState:
+    for layer, layout in zip(layers, layouts, strict=True):
+        if state.layout == "full" and layout == "diag":
+            # No pooling ahead: same-pixel covariances are all that later layers read.
+            state = state.map_linear(pixel_diagonal).replace(layout="diag")
+        state = layer.apply(state)
+    return state
+
+
+def _repeat_at(layers, layouts, start: int) -> tuple[int, int]:
+    """The period and count of the longest run of identical layer groups starting at ``start``.
+
+    Groups are identical when their layers differ at most in hyperparameter values (the pytree
+    leaves) and have the same input layouts.
+    """
+    best = (1, 1)
+    for period in (1, 2, 3, 4):
+        first = jax.tree_util.tree_structure(layers[start : start + period])
+        key = layouts[start : start + period]
+        count = 0
+        while start + (count + 1) * period <= len(layers):
+            lo = start + count * period
+            group = layers[lo : lo + period]
+            if jax.tree_util.tree_structure(group) != first or layouts[lo : lo + period] != key:
+                break
+            count += 1
+        if period * count > best[0] * best[1] and count >= _MIN_SCAN_REPEATS:
+            best = (period, count)
+    return best
+
+
+def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> KernelState:
+    """Apply repeats ``2 … count`` of the group at ``start`` by ``lax.scan`` over their leaves.
+
+    Falls back to unrolling when a group changes the state's shapes (e.g. VALID convolutions).
+    """
+    groups = [layers[start + j * period : start + (j + 1) * period] for j in range(1, count)]
+    group_layouts = layouts[start : start + period]
+
+    def body(carry, group):
+        return _apply_group(group, group_layouts, carry), None
+
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *groups)
+    out = jax.eval_shape(lambda s, g: body(s, g)[0], state, groups[0])
+    leaves_out, leaves_in = jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(state)
+    same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(state) and all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(leaves_out, leaves_in, strict=True)
+    )
+    if not same:
+        for group in groups:
+            state = _apply_group(group, group_layouts, state)
+        return state
+    state, _ = jax.lax.scan(body, state, stacked)
+    return state
+
+
+def kernel_matrices(
+    stack: Serial, x1: jax.Array, x2: jax.Array | None = None, *, get=KERNEL_NAMES
+) -> KernelMatrices:
+    """The kernels of ``stack`` between ``x1`` and ``x2`` (default ``x1``), in pure JAX.
+
+    Unblocked and unvalidated: for ``jax.jit`` and ``jax.grad`` (with respect to the layers'
+    ``w_std``/``b_std``, i.e. the leaves of ``stack``, and the inputs). Derivatives are finite
+    everywhere, on the diagonal and at duplicate rows too.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from ntk_sklearn.kernels import Dense, Relu, kernel_matrices, serial
+    >>> x = jnp.array([[1.0, 0.0], [0.6, 0.8]])
+    >>> def total(w):
+    ...     stack = serial(Dense(w, 0.1), Relu(), Dense(w, 0.1))
+    ...     return kernel_matrices(stack, x, get="ntk").ntk.sum()
+    >>> bool(jnp.isfinite(jax.grad(total)(1.5)))
+    True
+    """
+    names, _ = parse_get(get)
+    state = _run(stack, x1, x1 if x2 is None else x2, "ntk" in names)
+    return KernelMatrices(
+        state.nngp if "nngp" in names else None, state.ntk if "ntk" in names else None
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("want_ntk",))
+def _grid_tile(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool):
+    state = _run(stack, x1, x2, want_ntk)
+    return state.nngp, state.ntk
+
+
+@functools.partial(jax.jit, static_argnames=("want_ntk",))
+def _diag_tile(stack: Serial, x: jax.Array, want_ntk: bool):
+    state = _run(stack, x, None, want_ntk)
+    return state.nngp, state.ntk

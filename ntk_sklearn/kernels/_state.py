@@ -1,0 +1,112 @@
+"""The kernel state that layers transform: a pytree of covariance arrays (pure JAX).
+
+A layer of a stack is a function ``state -> state`` (neural-tangents' ``kernel_fn(k) -> k``).
+For a block of ``n1`` rows against ``n2`` rows (``pairs=False``) the state holds
+
+* ``nngp``: ``Σ(x1, x2)`` of shape ``(n1, n2, *S)``, and ``ntk``: ``Θ(x1, x2)`` alike (or None);
+* ``cov1``, ``cov2``: each row with itself, ``Σ(x, x)`` of shape ``(n, *S)``, which activations
+  need for the variances of the pre-activations;
+
+where ``S`` is ``()`` for vectors (``layout="fc"``), ``(H, W)`` for same-pixel covariances
+(``"diag"``) and ``(H, W, H, W)`` for all pixel pairs (``"full"``). For the diagonal of a kernel
+(``pairs=True``), ``nngp``/``ntk`` are the kernels of each row with itself, ``(n, *S)``, and
+``cov1 = cov2 = None``.
+
+``rounding`` (static) bounds the relative rounding error of the correlations
+``ρ = Σ(x1, x2)/sqrt(Σ(x1, x1) Σ(x2, x2))`` in units of machine epsilon: activations snap ``ρ``
+within that distance of ±1 to exactly ±1, so that identical and antipodal inputs get exactly
+their values instead of rounding amplified by ``arccos`` layer after layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ntk_sklearn.kernels._spatial import pixel_diagonal
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelState:
+    """Covariances of a block of row pairs after some layers (see the module docstring)."""
+
+    nngp: jax.Array
+    ntk: jax.Array | None
+    cov1: jax.Array | None
+    cov2: jax.Array | None
+    layout: str = dataclasses.field(default="fc", metadata={"static": True})
+    pairs: bool = dataclasses.field(default=False, metadata={"static": True})
+    rounding: float = dataclasses.field(default=8.0, metadata={"static": True})
+
+    def replace(self, **changes) -> KernelState:
+        return dataclasses.replace(self, **changes)
+
+    def map_linear(self, fn, ntk_fn=None) -> KernelState:
+        """Apply a linear map ``fn`` to every covariance (``ntk_fn`` to the NTK, default ``fn``)."""
+        ntk_fn = ntk_fn or fn
+        return self.replace(
+            nngp=fn(self.nngp),
+            ntk=None if self.ntk is None else ntk_fn(self.ntk),
+            cov1=None if self.cov1 is None else fn(self.cov1),
+            cov2=None if self.cov2 is None else fn(self.cov2),
+        )
+
+
+jax.tree_util.register_dataclass(
+    KernelState,
+    data_fields=["nngp", "ntk", "cov1", "cov2"],
+    meta_fields=["layout", "pairs", "rounding"],
+)
+
+
+def pixel_variances(self_cov: jax.Array, layout: str) -> jax.Array:
+    """Variances ``Σ(x, x)[p, p]`` per row (and pixel) from a row-with-itself covariance."""
+    return pixel_diagonal(self_cov) if layout == "full" else self_cov
+
+
+def grid_variances(q1: jax.Array, q2: jax.Array, layout: str) -> tuple[jax.Array, jax.Array]:
+    """Broadcast per-row variances ``(n1, *P)``, ``(n2, *P)`` against ``(n1, n2, *S)``."""
+    if layout == "full":
+        return q1[:, None, :, :, None, None], q2[None, :, None, None, :, :]
+    return q1[:, None], q2[None, :]
+
+
+def self_variances(q: jax.Array, layout: str) -> tuple[jax.Array, jax.Array]:
+    """Broadcast per-row variances ``(n, *P)`` against a row-with-itself ``(n, *S)``."""
+    if layout == "full":
+        return q[..., None, None], q[:, None, None]
+    return q, q
+
+
+def input_state(x1: jax.Array, x2: jax.Array | None, layout: str, want_ntk: bool) -> KernelState:
+    """The inputs' covariance ``Σ⁰ = x·x' / fan_in`` (per pixel, over channels, for images).
+
+    ``x2=None`` gives the diagonal (``pairs=True``). The NTK of the inputs is 0.
+    """
+    hp = jax.lax.Precision.HIGHEST
+    fan_in = x1.shape[-1]
+    scale = 1.0 / fan_in
+    if layout == "fc":
+        self1 = jnp.sum(x1 * x1, axis=-1) * scale
+        grid = None if x2 is None else jnp.matmul(x1, x2.T, precision=hp) * scale
+    elif layout == "diag":
+        self1 = jnp.sum(x1 * x1, axis=-1) * scale
+        grid = None if x2 is None else jnp.einsum("ihwc,jhwc->ijhw", x1, x2, precision=hp) * scale
+    else:
+        self1 = jnp.einsum("iabc,idec->iabde", x1, x1, precision=hp) * scale
+        grid = None if x2 is None else jnp.einsum("iabc,jdec->ijabde", x1, x2, precision=hp) * scale
+    # Dot products of fan_in terms carry ~sqrt(fan_in) eps of relative rounding.
+    rounding = 8.0 + 4.0 * fan_in**0.5
+    if x2 is None:
+        zeros = jnp.zeros_like(self1) if want_ntk else None
+        return KernelState(self1, zeros, None, None, layout, True, rounding)
+    if layout == "fc":
+        self2 = jnp.sum(x2 * x2, axis=-1) * scale
+    elif layout == "diag":
+        self2 = jnp.sum(x2 * x2, axis=-1) * scale
+    else:
+        self2 = jnp.einsum("iabc,idec->iabde", x2, x2, precision=hp) * scale
+    zeros = jnp.zeros_like(grid) if want_ntk else None
+    return KernelState(grid, zeros, self1, self2, layout, False, rounding)

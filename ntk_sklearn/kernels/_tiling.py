@@ -1,0 +1,78 @@
+"""Blocked evaluation of a kernel over row pairs, bounded in memory, on every device.
+
+The output is split into tiles of row blocks; each tile is one call of a jit-compiled function,
+dispatched round-robin to the local devices with a few tiles in flight, and copied into a
+preallocated NumPy array. Device memory is bounded by a few tiles, host memory by the output.
+A symmetric kernel (``x2=None``) computes only the tiles on and above the diagonal.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+
+class RowBlock(NamedTuple):
+    """Rows ``rows`` of an input, padded with zero rows up to a bucketed size."""
+
+    x: np.ndarray
+    rows: slice
+
+
+def blocks(n: int, block_size: int) -> list[slice]:
+    """Split ``range(n)`` into near-equal slices of at most ``block_size`` rows."""
+    n_blocks = -(-n // block_size)
+    edges = np.linspace(0, n, n_blocks + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def padded(n: int, block_size: int) -> int:
+    """Row count padded up to a bucket (nearby sizes share one compilation), at most a block."""
+    step = 32 if n <= 256 else 128
+    return min(-(-n // step) * step, max(block_size, n))
+
+
+def row_blocks(x: np.ndarray, block_size: int) -> list[RowBlock]:
+    out = []
+    for rows in blocks(x.shape[0], block_size):
+        part = x[rows]
+        size = padded(part.shape[0], block_size)
+        if size > part.shape[0]:
+            pad = np.zeros((size - part.shape[0], *part.shape[1:]), part.dtype)
+            part = np.concatenate([part, pad])
+        out.append(RowBlock(part, rows))
+    return out
+
+
+def tile_pairs(n1: int, n2: int, symmetric: bool) -> Iterator[tuple[int, int]]:
+    for i in range(n1):
+        for j in range(i if symmetric else 0, n2):
+            yield i, j
+
+
+def run_tiles(
+    pairs: list[tuple[RowBlock, RowBlock | None]],
+    compute: Callable,
+    store: Callable[[int, tuple], None],
+) -> None:
+    """Run ``compute(a, b)`` (``b=None``: a row block's diagonal) on every pair, a few in flight.
+
+    JAX dispatches asynchronously: a tile's result is only waited for (``store``, which copies it
+    to the host) once later tiles have been queued, so devices stay busy while results transfer.
+    """
+    devices = jax.local_devices()
+    in_flight = 2 * len(devices)
+    pending: deque[tuple[int, tuple]] = deque()
+    for k, (a, b) in enumerate(pairs):
+        device = devices[k % len(devices)]
+        a_dev = jax.device_put(a.x, device)
+        b_dev = None if b is None else (a_dev if b is a else jax.device_put(b.x, device))
+        pending.append((k, compute(a_dev, b_dev)))
+        if len(pending) >= in_flight:
+            store(*pending.popleft())
+    while pending:
+        store(*pending.popleft())

@@ -1,0 +1,396 @@
+"""Layer stacks (``serial``): convolutional kernels against neural-tangents and Monte Carlo,
+exact edges, derivatives against finite differences, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.gaussian_process.kernels import RBF
+
+from ntk_sklearn.kernels import (
+    Activation,
+    AvgPool,
+    Conv,
+    Dense,
+    Erf,
+    Flatten,
+    GlobalAvgPool,
+    Relu,
+    Serial,
+    fc_kernel,
+    fc_stack,
+    kernel_matrices,
+    serial,
+)
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def build(layers) -> Serial:
+    """A stack from the reference file's layer specs."""
+    out = []
+    for spec in layers:
+        kind, *args = spec
+        if kind == "conv":
+            out.append(Conv(tuple(args[0]), tuple(args[1]), args[2], args[3], args[4]))
+        elif kind == "act":
+            out.append(Activation(args[0]))
+        elif kind == "avgpool":
+            out.append(AvgPool(tuple(args[0]), tuple(args[1]), args[2]))
+        elif kind == "gap":
+            out.append(GlobalAvgPool())
+        elif kind == "flatten":
+            out.append(Flatten())
+        elif kind == "dense":
+            out.append(Dense(args[0], args[1]))
+    return serial(*out)
+
+
+def test_reference_conv_stacks(conv_reference):
+    """Every neural-tangents case: 1e-10 of the largest entry, 1e-7 at correlation ±1 pairs."""
+    data, meta = conv_reference
+    assert len(meta) == 10
+    x1, x2 = data["x1"], data["x2"]
+    aligned = {"12": np.zeros((5, 4), bool), "11": np.eye(5, dtype=bool)}
+    aligned["12"][0, 0] = aligned["12"][1, 1] = True  # x2[0] == x1[0], x2[1] == -x1[1]
+    for case in meta:
+        stack = build(case["layers"])
+        got = {"12": stack(x1, x2), "11": stack(x1)}
+        for name in ("nngp", "ntk"):
+            for pair, k in got.items():
+                ref = data[f"k{case['index']}_{name}_{pair}"]
+                err = np.abs(getattr(k, name) - ref) / np.abs(ref).max()
+                assert err[~aligned[pair]].max() < 1e-10, (case["index"], name, pair)
+                assert err[aligned[pair]].max() < 1e-7, (case["index"], name, pair)
+        diag = stack.diag(x1)
+        np.testing.assert_allclose(diag.ntk, np.diag(got["11"].ntk), rtol=1e-12)
+
+
+def _finite_cnn_features(x, params, pooling):
+    """Penultimate features of a finite NTK-parameterized CNN (3x3 SAME convs, ReLU)."""
+    h = jnp.asarray(x)
+    for w, b in params:
+        fan_in = w.shape[0] * w.shape[1] * w.shape[2]
+        z = jax.lax.conv_general_dilated(
+            h,
+            w,
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=jax.lax.Precision.HIGHEST,
+        )
+        h = jax.nn.relu(1.5 / np.sqrt(fan_in) * z + 0.1 * b)
+    return h.mean(axis=(1, 2)) if pooling == "gap" else h.reshape(h.shape[0], -1)
+
+
+@pytest.mark.parametrize("pooling", ["flatten", "gap"])
+def test_wide_random_cnn_matches_nngp(pooling):
+    """The readout covariance of random width-256 CNNs equals the analytic NNGP within 5 s.e."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 6, 6, 2))
+    width, n_nets = 256, 24
+    head = Flatten() if pooling == "flatten" else GlobalAvgPool()
+    stack = serial(
+        Conv(w_std=1.5, b_std=0.1),
+        Relu(),
+        Conv(w_std=1.5, b_std=0.1),
+        Relu(),
+        head,
+        Dense(1.5, 0.1),
+    )
+    analytic = stack(x, get="nngp")
+    samples = []
+    for seed in range(n_nets):
+        keys = jax.random.split(jax.random.PRNGKey(seed), 4)
+        params = [
+            (jax.random.normal(keys[0], (3, 3, 2, width)), jax.random.normal(keys[1], (width,))),
+            (
+                jax.random.normal(keys[2], (3, 3, width, width)),
+                jax.random.normal(keys[3], (width,)),
+            ),
+        ]
+        phi = np.asarray(_finite_cnn_features(x, params, pooling))
+        # Readout Dense(1.5, 0.1) averaged analytically: w² φ·φ'/fan_in + b².
+        samples.append(1.5**2 * phi @ phi.T / phi.shape[1] + 0.1**2)
+    samples = np.array(samples)
+    mean, stderr = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(n_nets)
+    assert np.all(np.abs(mean - analytic) <= 5 * stderr + 1e-3 * np.abs(analytic).max())
+    assert np.abs(mean - analytic).max() / np.abs(analytic).max() < 0.05
+
+
+def _images(n=5, seed=1, shape=(5, 5, 2)):
+    return np.random.default_rng(seed).normal(size=(n, *shape))
+
+
+MYRTLE = serial(
+    Conv(w_std=1.4), Relu(), AvgPool((2, 2)), Conv(w_std=1.4), Relu(), GlobalAvgPool(), Dense(1.0)
+)
+FLAT = serial(
+    Conv(w_std=1.5, b_std=0.1),
+    Erf(),
+    Conv((2, 2), padding="VALID", w_std=1.5),
+    Relu(),
+    Flatten(),
+    Dense(1.5, 0.1),
+)
+
+
+@pytest.mark.parametrize("stack", [MYRTLE, FLAT], ids=["myrtle", "flatten"])
+def test_symmetric_psd_blocks_and_float32(stack):
+    x = _images(7, shape=(6, 6, 2))
+    k = stack(x)
+    for m in k:
+        np.testing.assert_array_equal(m, m.T)
+        eig = np.linalg.eigvalsh(m)
+        assert eig.min() >= -1e-10 * eig.max()
+    blocked = stack(x, block_size=2)
+    np.testing.assert_allclose(blocked.ntk, k.ntk, rtol=1e-12)
+    cross = stack(x[:3], x[3:], block_size=2)
+    np.testing.assert_allclose(cross.nngp, k.nngp[:3, 3:], rtol=1e-12)
+    with jax.enable_x64(False):
+        k32 = stack(x.astype(np.float32))
+    assert k32.ntk.dtype == np.float32
+    for a, b in zip(k32, k, strict=True):
+        assert np.abs(a - b).max() / np.abs(b).max() < 1e-5
+
+
+def test_two_devices_give_the_same_kernel():
+    code = textwrap.dedent(
+        """
+        import jax, numpy as np
+        from ntk_sklearn.kernels import Conv, Dense, Flatten, Relu, serial
+        assert len(jax.devices()) == 2
+        x = np.random.default_rng(0).normal(size=(9, 5, 5, 2))
+        stack = serial(Conv(w_std=1.5), Relu(), Flatten(), Dense(1.5))
+        with jax.enable_x64(True):
+            np.save("out.npy", stack(x, block_size=3).ntk)
+        """
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, check=True, timeout=300)
+        two = np.load(os.path.join(tmp, "out.npy"))
+    x = np.random.default_rng(0).normal(size=(9, 5, 5, 2))
+    one = serial(Conv(w_std=1.5), Relu(), Flatten(), Dense(1.5))(x).ntk
+    np.testing.assert_allclose(two, one, rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["sign", "relu", "erf", "gelu", "abs", "sin", "tanh"])
+def test_identical_and_antipodal_rows_are_exact(activation):
+    """A row of x2 equal (or opposite) to a row of x1 gets the value of θ = 0 (θ = π) exactly.
+
+    Rounding near correlation ±1 used to be amplified by arccos layer after layer (sign at depth
+    7 gave 0.36 of the right value).
+    """
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(size=(4, 30)) * np.array([[1.0], [1e-3], [10.0], [1.0]])
+    x2 = np.vstack([x1[2], x1[0], -x1[1], rng.normal(size=30)])
+    depth = 3 if activation == "tanh" else 7
+    kw = dict(depth=depth, activation=activation, w_std=1.3, b_std=0.0)
+    k12 = fc_kernel(x1, x2, **kw)
+    diag = fc_kernel(x1, **kw)
+    for name in ("nngp", "ntk"):
+        a, d = getattr(k12, name), np.diag(getattr(diag, name))
+        np.testing.assert_allclose([a[2, 0], a[0, 1]], [d[2], d[0]], rtol=1e-12, atol=0)
+    if activation == "sign":
+        # θ = π stays π: Σ = w² · (-1) at every layer after the first (b = 0), Θ = Σ (Tdot = 0).
+        assert k12.nngp[1, 2] == pytest.approx(-(1.3**2), rel=1e-14)
+
+
+def test_identical_images_are_exact():
+    x1 = _images(3, shape=(6, 6, 3))
+    x2 = np.stack([x1[1], -x1[0]])
+    stack = serial(*[Conv(w_std=1.4), Activation("sign")] * 4, Flatten(), Dense(1.4))
+    k12, diag = stack(x1, x2), stack.diag(x1)
+    np.testing.assert_allclose(k12.nngp[1, 0], diag.nngp[1], rtol=1e-12)
+    np.testing.assert_allclose(k12.ntk[1, 0], diag.ntk[1], rtol=1e-12)
+
+
+def _central_difference(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("activation", ["relu", "erf", "gelu", "sin", "tanh"])
+def test_gradients_match_finite_differences(activation):
+    """d/dw_std, d/db_std of every entry (diagonal and duplicate rows included), and d/dx."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 3))
+    x = jnp.asarray(np.vstack([x, x[1]]))  # a duplicate row
+
+    def entries(w1, b1, w2, b2, x=x):
+        stack = serial(
+            Dense(w1, b1),
+            Activation(activation),
+            Dense(w2, b2),
+            Activation(activation),
+            Dense(w2, b2),
+        )
+        k = kernel_matrices(stack, x, get=("nngp", "ntk"))
+        return jnp.concatenate([k.nngp.ravel(), k.ntk.ravel()])
+
+    point = (1.3, 0.2, 1.1, 0.3)
+    jac = jax.jacfwd(entries, argnums=(0, 1, 2, 3))(*point)
+    for i in range(4):
+        assert np.isfinite(jac[i]).all()
+
+        def f(v, i=i):
+            args = list(point)
+            args[i] = v
+            return np.asarray(entries(*args))
+
+        fd = _central_difference(f, point[i], 1e-5)
+        np.testing.assert_allclose(jac[i], fd, rtol=1e-6, atol=1e-7 * np.abs(fd).max())
+    # With respect to the inputs, through the diagonal and the duplicate row.
+    grad_x = jax.grad(lambda z: entries(*point, x=z).sum())(x)
+    assert np.isfinite(grad_x).all()
+    direction = rng.normal(size=x.shape)
+    fd = _central_difference(lambda s: float(entries(*point, x=x + s * direction).sum()), 0.0, 1e-5)
+    np.testing.assert_allclose(float(jnp.sum(grad_x * direction)), fd, rtol=1e-6)
+
+
+def test_conv_gradients_match_finite_differences():
+    x = jnp.asarray(_images(3, shape=(4, 4, 2)))
+
+    def total(w, b):
+        stack = serial(
+            Conv(w_std=w, b_std=b),
+            Relu(),
+            AvgPool((2, 2)),
+            Conv(w_std=w, b_std=b),
+            Relu(),
+            GlobalAvgPool(),
+            Dense(w, b),
+        )
+        k = kernel_matrices(stack, x, get="ntk").ntk
+        return k.sum() + 3.0 * jnp.trace(k)
+
+    g = jax.grad(total, argnums=(0, 1))(1.4, 0.2)
+    for i, v in enumerate((1.4, 0.2)):
+        fd = _central_difference(
+            lambda s, i=i: float(total(*[(s if j == i else u) for j, u in enumerate((1.4, 0.2))])),
+            v,
+            1e-5,
+        )
+        np.testing.assert_allclose(float(g[i]), fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "activation, scale",
+    [("erf", 5e3), ("gelu", 1e4), ("sin", 1e3), ("relu", 1e15), ("sign", 1e15)],
+)
+def test_large_inputs_stay_finite_in_float32(activation, scale):
+    """erf at x = x' (rounding-negative rsqrt), gelu's cancellation, sin: finite in float32."""
+    x = (np.random.default_rng(2).normal(size=(4, 3)) * scale).astype(np.float32)
+    with jax.enable_x64(False):
+        k = fc_kernel(x, np.vstack([x[:2], -x[2:]]), depth=3, activation=activation, w_std=1.5)
+    assert np.isfinite(k.nngp).all() and np.isfinite(k.ntk).all()
+
+
+def test_overflow_is_a_clear_error():
+    x = np.random.default_rng(2).normal(size=(3, 4))
+    with pytest.raises(ValueError, match="overflow"):
+        fc_kernel(x * 1e155, depth=1)
+    with pytest.raises(FloatingPointError, match="w_std"):
+        fc_kernel(x, depth=60, w_std=1e6)
+
+
+def test_layers_are_values():
+    stack = serial(Conv((3, 3), padding="valid", w_std=1.5), Relu(), Flatten(), Dense(1.5, 0.1))
+    same = serial(
+        Conv([3, 3], (1, 1), "VALID", 1.5, 0.0),
+        Activation("relu"),
+        Flatten(),
+        Dense(w_std=1.5, b_std=0.1),
+    )
+    assert stack == same and hash(stack) == hash(same)
+    assert stack != serial(Conv((3, 3), padding="VALID", w_std=1.5), Erf(), Flatten(), Dense())
+    assert "Conv(filter_shape=(3, 3), strides=(1, 1), padding='VALID'" in repr(stack)
+    assert pickle.loads(pickle.dumps(stack)) == stack
+    assert copy.deepcopy(stack) is stack
+    assert clone(RBF(), safe=False) is not None and clone(stack, safe=False) == stack
+    assert fc_stack(2, "relu", 1.4, 0.1) == serial(*[Dense(1.4, 0.1), Relu()] * 2, Dense(1.4, 0.1))
+
+
+def test_fc_kernel_is_the_dense_stack():
+    x = np.random.default_rng(6).normal(size=(6, 5))
+    stack = serial(Dense(1.4, 0.1), Erf(), Dense(1.4, 0.1), Erf(), Dense(1.4, 0.1))
+    k = stack(x)
+    ref = fc_kernel(x, depth=2, activation="erf", w_std=1.4, b_std=0.1)
+    np.testing.assert_array_equal(k.ntk, ref.ntk)
+    jitted = jax.jit(lambda s, z: kernel_matrices(s, z).ntk)(stack, jnp.asarray(x))
+    np.testing.assert_allclose(jitted, ref.ntk, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "stack, x, message",
+    [
+        (serial(Conv(), Relu(), Flatten(), Dense()), np.ones((2, 8)), "takes images"),
+        (serial(Dense(), Relu(), Dense()), np.ones((2, 4, 4, 1)), "add Flatten"),
+        (
+            serial(Conv((5, 5), padding="VALID"), Flatten(), Dense()),
+            np.ones((2, 4, 4, 1)),
+            "does not fit",
+        ),
+        (
+            serial(Conv(), AvgPool((8, 8)), GlobalAvgPool(), Dense()),
+            np.ones((2, 4, 4, 1)),
+            "does not fit",
+        ),
+        (serial(Conv(), Relu()), np.ones((2, 4, 4, 1)), "ends on images"),
+        (serial(Dense()), np.ones((2, 3, 4)), "height, width, channels"),
+    ],
+)
+def test_shape_errors_before_computing(stack, x, message):
+    with pytest.raises(ValueError, match=message):
+        stack(x)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: Conv(strides=(0, 1)), "strides"),
+        (lambda: Conv(filter_shape=(3,)), "filter_shape"),
+        (lambda: Conv(padding="CIRCULAR"), "padding"),
+        (lambda: AvgPool((2, 2), padding="FULL"), "padding"),
+        (lambda: Dense(w_std=-1.0), "w_std"),
+        (lambda: Dense(w_std="1"), "w_std"),
+        (lambda: Dense(b_std=float("nan")), "b_std"),
+        (lambda: Activation("nope"), "Unknown activation"),
+        (lambda: Activation(np.tanh), "np.tanh"),
+        (lambda: Activation("leaky_relu", negative_slope=1e200), "negative_slope"),
+        (lambda: Activation("tanh", quadrature_points=3000), "quadrature_points"),
+        (lambda: serial(Relu), "parentheses"),
+        (lambda: serial(), "at least one"),
+    ],
+)
+def test_bad_layer_arguments(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_python_branching_activation_is_refused():
+    def branchy(z):
+        return z if z > 0 else 0.0 * z
+
+    with pytest.raises(ValueError, match="jnp.where"):
+        serial(Dense(), Activation(branchy), Dense())
+
+
+def test_jax_scalar_hyperparameters_are_accepted():
+    assert Dense(jnp.asarray(1.5), np.float32(0.1)) == Dense(1.5, float(np.float32(0.1)))
