@@ -24,6 +24,7 @@ from ntk_sklearn.empirical import (
     mlp_init,
     mlp_init_numpy,
     mlp_readout_features,
+    mlp_readout_features_fn,
     monte_carlo_kernel,
 )
 from ntk_sklearn.kernels import Kernel, fc_kernel
@@ -160,17 +161,53 @@ def test_auto_follows_cost_model():
     assert all(c["time"] > 0 and c["batch_size"] >= 1 for c in (*full.values(), *mean.values()))
 
 
-def test_empirical_nngp_is_output_product(inputs):
+def test_empirical_nngp_refuses_a_users_model(inputs):
+    """One set of params has no distribution over initialisations: no NNGP, and it says why."""
+    params, apply_fn = _nested_model()
+    x1, _ = inputs
+    with pytest.raises(ValueError, match="no distribution over initialisations") as info:
+        empirical_nngp(apply_fn, params, x1)
+    assert "empirical_ntk" in str(info.value) and "monte_carlo_kernel" in str(info.value)
+    params, f = init_mlp(jax.random.PRNGKey(0), 4, depth=1, width=8)
+    with pytest.raises(TypeError, match=r"params\[0\]\['W'\] has dtype int"):
+        empirical_nngp(f, [{"W": np.ones((4, 8), int), "b": np.ones(8)}, params[1]], x1)
+    with pytest.raises(ValueError, match="non-empty list"):
+        empirical_nngp(f, [], x1)
+    # A wrapped built-in MLP is a user's function too.
+    params, f = init_mlp(jax.random.PRNGKey(0), 4, depth=1, width=8)
+    with pytest.raises(ValueError, match="built-in MLP"):
+        empirical_nngp(lambda p, x: f(p, x), params, x1)
+
+
+def _numpy_features(params, x, w_std, b_std):
+    """φ(x) = [w_std h(x) / sqrt(n_L), b_std] of an erf MLP, in NumPy/SciPy."""
+    from scipy.special import erf
+
+    h = x
+    for layer in params[:-1]:
+        w, b = np.asarray(layer["W"]), np.asarray(layer["b"])
+        h = erf(w_std * h @ w / np.sqrt(w.shape[0]) + b_std * b)
+    return np.hstack([w_std * h / np.sqrt(h.shape[1]), np.full((len(x), 1), b_std)])
+
+
+def test_empirical_nngp_of_the_builtin_mlp_is_its_readout_covariance(inputs):
+    x1, x2 = inputs
+    arch = {"activation": "erf", "w_std": 1.3, "b_std": 0.4}
     with jax.enable_x64(True):
-        params, apply_fn = _nested_model()
-        x1, x2 = inputs
-        out1, out2 = np.asarray(apply_fn(params, x1)), np.asarray(apply_fn(params, x2))
-        mean = empirical_nngp(apply_fn, params, x1, x2, batch_size=2)
-        full = empirical_nngp(apply_fn, params, x1, x2, outputs="full")
-        sym = empirical_nngp(apply_fn, params, x1, outputs="sum")
-    np.testing.assert_allclose(mean, out1 @ out2.T / 3, rtol=1e-12)
-    np.testing.assert_allclose(full, np.einsum("ia,jc->ijac", out1, out2), rtol=1e-12)
-    np.testing.assert_allclose(sym, out1 @ out1.T, rtol=1e-12)
+        params, f = init_mlp(jax.random.PRNGKey(2), 4, depth=2, width=7, n_outputs=3, **arch)
+        mean = empirical_nngp(f, params, x1, x2, batch_size=2)
+        total = empirical_nngp(f, params, x1, outputs="sum")
+        full = empirical_nngp(f, params, x1, x2, outputs="full")
+        features_fn = mlp_readout_features_fn(**arch)  # the same network's kernel
+        same = empirical_nngp(features_fn, params, x1, x2)
+    phi1 = _numpy_features(params, x1, 1.3, 0.4)
+    phi2 = _numpy_features(params, x2, 1.3, 0.4)
+    expected = phi1 @ phi2.T
+    np.testing.assert_allclose(mean, expected, rtol=1e-12)
+    np.testing.assert_allclose(total, 3 * phi1 @ phi1.T, rtol=1e-12)
+    np.testing.assert_allclose(full, np.einsum("ij,ac->ijac", expected, np.eye(3)), rtol=1e-12)
+    np.testing.assert_allclose(same, mean, rtol=1e-14)
+    assert np.linalg.matrix_rank(total) == 7  # full rank, not the rank 3 of output products
 
 
 def test_mlp_matches_numpy_reimplementation():
@@ -264,12 +301,15 @@ def test_monte_carlo_nngp_is_readout_covariance():
             x, depth=2, width=8, random_state=5, n_samples=1, n_outputs=3, **arch
         )
         params = mlp_init_numpy(np.random.default_rng(0), 3, depth=2, width=8, n_outputs=20000)
-        products = empirical_nngp(mlp_apply_fn(**arch), params, x)  # (1/k) Σ_a f_a(x) f_a(x')
+        out = np.asarray(mlp_apply_fn(**arch)(params, x))
+        products = out @ out.T / out.shape[1]  # (1/k) Σ_a f_a(x) f_a(x')
         features = np.asarray(mlp_readout_features(params, x, **arch))
+        nngp = empirical_nngp(mlp_apply_fn(**arch), params, x)
     np.testing.assert_array_equal(one.nngp, many.nngp)  # the readout is marginalised out
     assert not np.allclose(one.ntk, many.ntk)  # (the NTK averages its readout units)
     # 20000 readout units: the average output product is φ(x)·φ(x') up to ~1%.
     np.testing.assert_allclose(products, features @ features.T, atol=0.05 * np.abs(products).max())
+    np.testing.assert_allclose(nngp, features @ features.T, rtol=1e-12)
 
 
 def test_monte_carlo_reproducible_and_nested():
@@ -332,6 +372,159 @@ def test_bad_inputs_raise(call, match):
     x = np.random.default_rng(0).normal(size=(3, 4))
     with pytest.raises(ValueError, match=match):
         call(apply_fn, params, x)
+
+
+def _nan_outputs(p, x):
+    return x @ p["w"] + jnp.where(x[:, :1] > 0.5, jnp.nan, 0.0)  # NaN on some rows only
+
+
+def _nan_gradient(p, x):
+    return jnp.sqrt(jnp.abs(x @ p["w"]) * (x[:, :1] > 0))  # finite outputs, ∞ slope at 0
+
+
+@pytest.mark.parametrize(
+    ("fn", "params", "error", "match"),
+    [
+        (_scalar_apply, {"w": jnp.ones((4, 2), jnp.int32), "v": jnp.ones(2)}, TypeError, "int32"),
+        (_scalar_apply, {"w": np.ones((4, 2)), "v": [1, 2]}, TypeError, r"params\['v'\]\[0\]"),
+        (lambda p, x: x.sum(axis=1), {}, ValueError, "no parameters"),
+        (lambda p, x: x.sum(axis=1) * 0, {"w": jnp.zeros(0)}, ValueError, "no parameters"),
+        (_scalar_apply, {"w": jnp.full((4, 2), jnp.nan), "v": jnp.ones(2)}, ValueError, "NaN"),
+        (_nan_outputs, {"w": jnp.ones((4, 2))}, ValueError, "returns NaN or infinity on row"),
+        (_nan_gradient, {"w": jnp.ones((4, 2))}, ValueError, "gradient"),
+        (lambda p, x: (x @ p["w"], x), {"w": jnp.ones((4, 2))}, ValueError, "one array"),
+    ],
+)
+@pytest.mark.parametrize("method", ["jacobian", "ntk_vector_products"])
+def test_bad_params_and_models_raise_clear_errors(fn, params, error, match, method):
+    x = np.abs(np.random.default_rng(0).normal(size=(6, 4))) + 0.1
+    x[3] = -1.0  # _nan_gradient: sqrt(0) on this row only
+    with pytest.raises(error, match=match):
+        empirical_ntk(fn, params, x, method=method, batch_size=4)
+
+
+def test_model_built_for_other_inputs_names_both_shapes():
+    params, apply_fn = _scalar_model()  # expects 4 features
+    x = np.ones((3, 5))
+    with pytest.raises(ValueError, match=r"fails on one row of x1.*\(1, 5\).*\(3, 5\)") as info:
+        empirical_ntk(apply_fn, params, x)
+    assert "(4, 2)" in str(info.value)  # the parameter shapes point to the expected input
+    params, f = init_mlp(jax.random.PRNGKey(0), 4, depth=1, width=8)
+    for call in (empirical_ntk, empirical_nngp):
+        with pytest.raises(ValueError, match="5 features but the network was built for 4"):
+            call(f, params, x)
+    with pytest.raises(ValueError, match="5 features but the network was built for 4"):
+        mlp_apply(params, x)
+
+
+def test_a_model_returning_nan_never_gives_a_nan_kernel():
+    params = {"w": jnp.ones((4, 2))}
+    x = np.full((5, 4), 0.1)
+    x[4] = 1.0
+    with pytest.raises(ValueError, match="row 4 of x1"):
+        empirical_ntk(_nan_outputs, params, x)
+    with pytest.raises(ValueError, match="row 1 of x2"):
+        empirical_ntk(_nan_outputs, params, x[:3], x[3:])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"w_std": "1"}, TypeError, "w_std must be a real number"),
+        ({"b_std": None}, TypeError, "b_std must be a real number"),
+        ({"w_std": True}, TypeError, "w_std"),
+        ({"b_std": np.inf}, ValueError, "b_std must be a finite number >= 0"),
+        ({"w_std": -0.5}, ValueError, "w_std must be a finite number >= 0"),
+        ({"negative_slope": "0.1"}, TypeError, "negative_slope"),
+        ({"width": 2.0}, ValueError, "width must be an integer >= 1"),
+        ({"width": "8"}, ValueError, "width"),
+        ({"depth": 1.5}, ValueError, "depth must be an integer >= 0"),
+        ({"n_outputs": 0}, ValueError, "n_outputs"),
+        ({"dtype": np.int32}, TypeError, "floating-point dtype"),
+    ],
+)
+def test_mlp_arguments_are_validated(kwargs, error, match):
+    args = {"depth": 1, "width": 8, **kwargs}
+    with pytest.raises(error, match=match):
+        init_mlp(jax.random.PRNGKey(0), 3, **args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"w_std": "1"}, TypeError, "w_std must be a real number"),
+        ({"n_samples": "2"}, ValueError, "n_samples must be an integer >= 1"),
+        ({"n_samples": 2.0}, ValueError, "n_samples"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, ValueError, "batch_size"),
+        ({"n_outputs": -1}, ValueError, "n_outputs"),
+        ({"depth": None}, ValueError, "depth"),
+        ({"return_stderr": "yes"}, TypeError, "return_stderr"),
+    ],
+)
+def test_monte_carlo_arguments_are_validated(kwargs, error, match):
+    x = np.ones((3, 2))
+    args = {"depth": 1, "width": 4, **kwargs}
+    with pytest.raises(error, match=match):
+        monte_carlo_kernel(x, **args)
+
+
+def test_stds_given_as_numpy_or_jax_scalars_are_the_same_network():
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    params = mlp_init(jax.random.PRNGKey(0), 3, depth=1, width=8)
+    plain = mlp_apply(params, x, w_std=1.5, b_std=0.5)
+    for w_std, b_std in ((np.float32(1.5), np.float64(0.5)), (jnp.asarray(1.5), jnp.asarray(0.5))):
+        out = mlp_apply(params, x, w_std=w_std, b_std=b_std)
+        np.testing.assert_allclose(out, plain, rtol=1e-6)
+    assert mlp_apply_fn(w_std=jnp.asarray(1.5)) is mlp_apply_fn(w_std=1.5)
+
+
+def test_huge_networks_are_refused_before_allocating(monkeypatch):
+    from ntk_sklearn import _memory
+
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2**30)
+    x = np.ones((3, 2))
+    # depth 2, width 10**5: 10^10 weights, 74.5 GiB in float64 (the draw and the copy).
+    with pytest.raises(MemoryError, match="width=100000"):
+        monte_carlo_kernel(x, depth=2, width=10**5)
+    with pytest.raises(MemoryError, match="parameters"):
+        init_mlp(jax.random.PRNGKey(0), 2, depth=2, width=10**5)
+    with pytest.raises(MemoryError, match="parameters"):
+        mlp_init_numpy(np.random.default_rng(0), 2, depth=2, width=10**5)
+    # One row's Jacobian: 10 outputs × 2·10^7 parameters × 4 bytes = 0.75 GiB; contraction
+    # holds two of them.
+    big = {"w": jnp.zeros((2 * 10**6, 10), jnp.float32)}
+    with pytest.raises(MemoryError, match="batch_size=1"):
+        empirical_ntk(lambda p, z: z @ p["w"][:2], big, x, method="jacobian")
+    params, apply_fn = _scalar_model()
+    with pytest.raises(MemoryError, match="empirical NTK"):  # 20000² × 4 bytes = 1.5 GiB
+        empirical_ntk(apply_fn, params, np.ones((20000, 4)))
+
+
+def test_float64_blocks_honour_the_memory_budget(monkeypatch):
+    """In float64 the default batch size shrinks so that a block still fits the budget."""
+    from ntk_sklearn.empirical import _cost, _ntk
+
+    monkeypatch.setattr(_cost, "MEMORY_BUDGET", 2**20)  # 1 MiB
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    sizes = {}
+    for dtype in ("float32", "float64"):
+        with jax.enable_x64(dtype == "float64"):
+            params, f = init_mlp(jax.random.PRNGKey(0), 3, depth=1, width=64, n_outputs=4)
+            rows = np.asarray(x, dtype)
+            sizes[dtype] = _ntk._plan(f, params, rows, None, "jacobian", "mean", None).batch_size
+            fn = _ntk.StaticFn(f)
+            # XLA's own account of a block pair's memory at the chosen batch size.
+            used = _ntk._compiled_bytes("jacobian", fn, params, rows, rows, sizes[dtype], False)
+            assert used <= 2**20
+    with jax.enable_x64(True):
+        rows = np.asarray(x, np.float64)
+        # The budget binds: one block of all 40 rows would not fit in float64.
+        assert _ntk._compiled_bytes("jacobian", fn, params, rows, rows, 40, False) > 2**20
+        blocked = empirical_ntk(f, params, rows, method="jacobian")
+        whole = empirical_ntk(f, params, rows, method="jacobian", batch_size=40)
+    assert sizes["float64"] < sizes["float32"]
+    np.testing.assert_allclose(blocked, whole, rtol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -206,6 +206,55 @@ def test_bad_inputs_raise(data, call, match):
         call(apply_fn, params, x, y)
 
 
+def _sqrt_model(p, x):
+    return jnp.sqrt(x @ p["w"])  # NaN for inputs with a negative projection
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate="1", n_steps=2), TypeError, "lea"),
+        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=jnp.nan, n_steps=2), ValueError,
+         "learning_rate must be a finite number > 0"),
+        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1.0, n_steps=2.0), ValueError,
+         "n_steps"),
+        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1.0, n_steps=2,
+                                     x_test=np.ones((2, 3))), ValueError, "x_test"),
+        (lambda f, p, x, y: train_gd(f, p, np.ones((8, 3)), y, learning_rate=1.0, n_steps=2),
+         ValueError, r"fails on one row of x .*\(1, 3\)"),
+        (lambda f, p, x, y: train_gd(f, [{"W": np.ones((1, 4), int), "b": np.ones(4)}, p[1]], x,
+                                     y, learning_rate=1.0, n_steps=2), TypeError, "int"),
+        (lambda f, p, x, y: train_gd(_sqrt_model, {"w": jnp.ones((1, 1))}, x, y,
+                                     learning_rate=1.0, n_steps=2), ValueError, "row 0 of x"),
+        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1e4, n_steps=50), ValueError,
+         "diverged"),
+        (lambda f, p, x, y: lazy_training_kappa(f, p, x, y, alpha="2"), TypeError, "alpha"),
+        (lambda f, p, x, y: lazy_training_kappa(f, p, x, y.astype(str)), TypeError, "y must"),
+        (lambda f, p, x, y: lazy_training_norms(f, {}, x), ValueError, "no parameters"),
+        (lambda f, p, x, y: lazy_training_norms(_sqrt_model, {"w": jnp.ones((1, 1))}, x),
+         ValueError, "NaN or infinite"),
+        (lambda f, p, x, y: lazy_training_norms(f, p, np.ones((8, 2))), ValueError, "(1, 2)"),
+        (lambda f, p, x, y: linearize(f, {"w": np.arange(3)}), TypeError, "int"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(data, call, error, match):
+    x, y = data
+    params, apply_fn = init_mlp(jax.random.PRNGKey(0), 1, depth=1, width=4)
+    with pytest.raises(error, match=match):
+        call(apply_fn, params, x, y)
+
+
+def test_learning_rate_as_a_numpy_or_jax_scalar(data):
+    x, y = data
+    params, apply_fn = init_mlp(jax.random.PRNGKey(0), 1, depth=1, width=4)
+    runs = [
+        train_gd(apply_fn, params, x, y, learning_rate=lr, n_steps=3).loss
+        for lr in (0.5, np.float32(0.5), jnp.asarray(0.5))
+    ]
+    np.testing.assert_array_equal(runs[1], runs[0])
+    np.testing.assert_array_equal(runs[2], runs[0])
+
+
 @pytest.mark.parametrize(
     "name",
     ["ntk_sklearn.training._gd", "ntk_sklearn.training._lazy", "ntk_sklearn.training._linearize"],

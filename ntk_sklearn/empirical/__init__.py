@@ -2,7 +2,8 @@
 
 * :func:`empirical_ntk`: ``Θ(x1, x2) = J(x1)·J(x2)ᵀ`` of any ``apply_fn(params, x)``, by
   Jacobian contraction or NTK-vector products, batched.
-* :func:`empirical_nngp`: the product of one network's outputs (or features).
+* :func:`empirical_nngp`: the NNGP of one network of the built-in MLP, readout layer
+  marginalised (other models have no NNGP at a single set of params: refused, with the reason).
 * :func:`init_mlp`, :func:`mlp_init`, :func:`mlp_init_numpy`, :func:`mlp_apply`,
   :func:`mlp_apply_fn`, :func:`mlp_readout_features`, :func:`mlp_readout_features_fn`: the
   built-in MLP in NTK parameterization, the finite counterpart of

@@ -15,7 +15,10 @@ blocked loops of this module (column blocks outside, row blocks inside):
   all. Each pair contracts two blocks, ``2 P b² kk`` FLOPs, reading ``2 b k P`` values::
 
       flops  ≈ 3 F k R + 2 P kk B b²         values moved ≈ k P (R + 2 B b)
-      memory ≈ 2 b k P + b² kk
+      memory ≈ 2 b k P + b (k + 1) A + b² kk
+
+  (``b (k + 1) A``: the forward pass's intermediates of the block and the cotangents of the
+  ``k`` reverse passes, vectorised over the block.)
 
 * ``"ntk_vector_products"`` (``Θ v = J1 (J2ᵀ v)``). Only the column blocks' Jacobians are built
   (``N2`` rows); every row ``J(x2_j)ᵀ e_c`` is pushed through the row block by a Jacobian-vector
@@ -143,7 +146,7 @@ def block_bytes(
     """Memory estimate of one block pair's working set; see the module docstring."""
     kk = k * k if outputs == "full" else k
     if method == "jacobian":
-        values = 2.0 * b * k * n_params + b * b * kk
+        values = 2.0 * b * k * n_params + b * (k + 1) * activations + b * b * kk
     else:
         values = b * k * n_params + b * b * k * activations + b * b * kk
     return values * itemsize

@@ -23,10 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_sklearn.empirical._utils import check_positive_int, default_float
+from ntk_sklearn._memory import check_memory
+from ntk_sklearn.empirical._utils import check_positive_int, check_real, default_float
 from ntk_sklearn.kernels import get_activation
 
 MLPParams = list[dict[str, jax.Array]]
+
+#: Attribute of the built-in MLP's functions holding ``(activation, w_std, b_std, slope)``.
+_ARCH_ATTR = "_ntk_sklearn_mlp_architecture"
 
 
 def _check_architecture(n_features, depth, width, n_outputs) -> None:
@@ -37,10 +41,76 @@ def _check_architecture(n_features, depth, width, n_outputs) -> None:
     check_positive_int(n_outputs, "n_outputs")
 
 
-def _check_stds(w_std, b_std) -> None:
-    for name, value in (("w_std", w_std), ("b_std", b_std)):
-        if not np.isscalar(value) or not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+def _check_stds(w_std, b_std, negative_slope) -> tuple[float, float, float]:
+    """``(w_std, b_std, negative_slope)`` as floats: stds finite and >= 0, the slope finite."""
+    return (
+        check_real(w_std, "w_std", low=0.0),
+        check_real(b_std, "b_std", low=0.0),
+        check_real(negative_slope, "negative_slope"),
+    )
+
+
+def _check_param_memory(n_features, depth, width, n_outputs, dtype) -> None:
+    """``MemoryError`` before drawing parameters that cannot fit (twice: draw and copy)."""
+    sizes = [int(n_features)] + [int(width)] * int(depth) + [int(n_outputs)]
+    count = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    check_memory(
+        2 * count * np.dtype(dtype).itemsize,
+        f"The MLP's {count:,} parameters (depth={depth}, width={width})",
+        "Use a smaller width or depth.",
+    )
+
+
+def check_mlp_params(params: Any, n_features: int | None = None) -> None:
+    """Validate the built-in MLP's parameter list (shapes only: works on traced values).
+
+    ``n_features``: the inputs' number of features, which the first layer must accept.
+    """
+    if not isinstance(params, (list, tuple)) or not params:
+        raise ValueError(
+            "params of the built-in MLP must be a non-empty list of layers {'W': (fan_in, "
+            f"fan_out), 'b': (fan_out,)}} (from mlp_init); got {type(params).__name__}."
+        )
+    fan_in = None
+    for index, layer in enumerate(params):
+        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+            raise ValueError(
+                f"params[{index}] must be a dict with keys 'W' and 'b' (from mlp_init); got "
+                f"{layer!r:.100}."
+            )
+        w_shape, b_shape = np.shape(layer["W"]), np.shape(layer["b"])
+        if len(w_shape) != 2 or b_shape != w_shape[1:] or (fan_in and w_shape[0] != fan_in):
+            raise ValueError(
+                f"params[{index}] has W of shape {w_shape} and b of shape {b_shape}; expected W "
+                f"({fan_in or 'fan_in'}, fan_out) and b (fan_out,)."
+            )
+        for name in ("W", "b"):
+            leaf = layer[name]
+            dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
+            if dtype.kind != "f":
+                raise TypeError(
+                    f"params[{index}]['{name}'] has dtype {dtype}; the MLP's parameters must be "
+                    "floating-point arrays."
+                )
+        fan_in = w_shape[1]
+    if n_features is not None and np.shape(params[0]["W"])[0] != n_features:
+        raise ValueError(
+            f"The inputs have {n_features} features but the network was built for "
+            f"{np.shape(params[0]['W'])[0]} (params[0]['W'] has shape "
+            f"{np.shape(params[0]['W'])}). Draw params with n_features={n_features}, or pass "
+            f"inputs with {np.shape(params[0]['W'])[0]} features."
+        )
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    """The parameters' dtype: a floating dtype, ``None`` for the default (x64 mode)."""
+    try:
+        dtype = np.dtype(default_float() if dtype is None else dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a floating-point dtype or None; got {dtype!r}.") from exc
+    if dtype.kind != "f":
+        raise TypeError(f"dtype must be a floating-point dtype or None; got {dtype}.")
+    return dtype
 
 
 def mlp_init(
@@ -74,6 +144,17 @@ def mlp_init(
     list of dict
         ``depth + 1`` layers ``{"W": (fan_in, fan_out), "b": (fan_out,)}``.
 
+    Raises
+    ------
+    ValueError
+        For ``n_features``, ``width`` or ``n_outputs`` that are not integers >= 1, or a
+        ``depth`` that is not an integer >= 0.
+    TypeError
+        For a ``dtype`` that is not a floating-point dtype.
+    MemoryError
+        Before drawing, when the parameters cannot fit in the available memory (say,
+        ``width=10**5`` with two hidden layers: 10¹⁰ parameters).
+
     Examples
     --------
     >>> import jax
@@ -83,7 +164,8 @@ def mlp_init(
     [(3, 16), (16, 16), (16, 2)]
     """
     _check_architecture(n_features, depth, width, n_outputs)
-    dtype = np.dtype(default_float() if dtype is None else dtype)
+    dtype = _check_dtype(dtype)
+    _check_param_memory(n_features, depth, width, n_outputs, dtype)
     sizes = [int(n_features)] + [int(width)] * depth + [int(n_outputs)]
     keys = jax.random.split(key, len(sizes) - 1)
     params = []
@@ -133,7 +215,8 @@ def mlp_init_numpy(
     ([(3, 8), (8, 1)], 'float32')
     """
     _check_architecture(n_features, depth, width, n_outputs)
-    dtype = np.dtype(default_float() if dtype is None else dtype)
+    dtype = _check_dtype(dtype)
+    _check_param_memory(n_features, depth, width, n_outputs, dtype)
     draw_dtype = dtype if dtype in (np.float32, np.float64) else np.float64
     sizes = [int(n_features)] + [int(width)] * depth + [int(n_outputs)]
     return [
@@ -194,7 +277,15 @@ def _dense(layer: dict[str, jax.Array], h: jax.Array, w_std: float, b_std: float
 
 
 def _last_hidden(params, x, activation, w_std, b_std, negative_slope) -> jax.Array:
-    """Post-activations of the last hidden layer (``x`` itself when ``depth == 0``)."""
+    """Post-activations of the last hidden layer (``x`` itself when ``depth == 0``).
+
+    Validates (Python-level checks of values and shapes, so also under ``jax.jit``) the stds,
+    the parameters, and that ``x`` is ``(n, n_features)`` with the first layer's ``n_features``.
+    """
+    _check_stds(w_std, b_std, negative_slope)
+    if np.ndim(x) != 2:
+        raise ValueError(f"x must be a 2-D array (n_samples, n_features); got shape {np.shape(x)}.")
+    check_mlp_params(params, np.shape(x)[1])
     sigma = get_activation(activation, negative_slope).fn
     h = x
     for layer in params[:-1]:
@@ -264,7 +355,18 @@ def _apply_fn(
             negative_slope=negative_slope,
         )
 
+    setattr(apply_fn, _ARCH_ATTR, (activation, w_std, b_std, negative_slope))
     return apply_fn
+
+
+def mlp_architecture(fn: Any) -> tuple | None:
+    """``(activation, w_std, b_std, negative_slope)`` of a built-in MLP function, else None."""
+    return getattr(fn, _ARCH_ATTR, None)
+
+
+def readout_features_fn(architecture: tuple) -> Callable[[MLPParams, jax.Array], jax.Array]:
+    """The :func:`mlp_readout_features_fn` of an architecture from :func:`mlp_architecture`."""
+    return _apply_fn(*architecture, features=True)
 
 
 def mlp_apply_fn(
@@ -289,10 +391,10 @@ def mlp_apply_fn(
 
 
 def _cached_fn(activation, w_std, b_std, negative_slope, features: bool) -> Callable:
-    _check_stds(w_std, b_std)
+    w_std, b_std, negative_slope = _check_stds(w_std, b_std, negative_slope)
     get_activation(activation, negative_slope)  # validates the name
-    slope = float(negative_slope) if activation == "leaky_relu" else 0.01
-    return _apply_fn(activation, float(w_std), float(b_std), slope, features)
+    slope = negative_slope if activation == "leaky_relu" else 0.01
+    return _apply_fn(activation, w_std, b_std, slope, features)
 
 
 def mlp_readout_features_fn(
@@ -304,8 +406,9 @@ def mlp_readout_features_fn(
 ) -> Callable[[MLPParams, jax.Array], jax.Array]:
     """``features_fn(params, x)``: :func:`mlp_readout_features` with these arguments (cached).
 
-    ``empirical_nngp(features_fn, params, x1, x2, outputs="sum")`` is the readout-marginalised
-    NNGP ``w_std² h(x)·h(x')/n_L + b_std²`` of the network ``params``.
+    ``features_fn(params, x1) @ features_fn(params, x2).T`` is the readout-marginalised NNGP
+    ``w_std² h(x)·h(x')/n_L + b_std²`` of the network ``params``, which
+    :func:`~ntk_sklearn.empirical.empirical_nngp` computes.
 
     Examples
     --------

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ntk_sklearn.empirical._mlp import mlp_apply_fn, mlp_init_numpy, mlp_readout_features_fn
+from ntk_sklearn._memory import check_memory
+from ntk_sklearn.empirical._mlp import _check_architecture, mlp_apply_fn, mlp_init_numpy
 from ntk_sklearn.empirical._nngp import empirical_nngp
 from ntk_sklearn.empirical._ntk import empirical_ntk
 from ntk_sklearn.empirical._utils import as_seed, check_positive_int, default_float
@@ -117,9 +118,15 @@ def monte_carlo_kernel(
     Raises
     ------
     ValueError
-        For ``width``, ``n_samples`` or ``n_outputs`` below 1, ``n_samples < 2`` with
-        ``return_stderr``, an invalid ``get``, inputs that are not finite non-empty 2-D arrays
-        with equal feature counts, or invalid architecture arguments.
+        For ``depth`` below 0, ``width``, ``n_samples``, ``n_outputs`` or ``batch_size`` below 1
+        or not integers, ``n_samples < 2`` with ``return_stderr``, an invalid ``get``, inputs
+        that are not finite non-empty 2-D arrays with equal feature counts, negative or
+        non-finite stds, or an unknown activation.
+    TypeError
+        For stds that are not numbers (e.g. the string ``'1'``).
+    MemoryError
+        Before allocating, when one network's parameters, its kernels or their blocks cannot
+        fit in the available memory (e.g. ``width=10**5`` with two hidden layers).
 
     Examples
     --------
@@ -133,9 +140,10 @@ def monte_carlo_kernel(
     True
     """
     names, single = parse_get(get)
-    check_positive_int(width, "width")
     check_positive_int(n_samples, "n_samples")
-    check_positive_int(n_outputs, "n_outputs")
+    check_positive_int(batch_size, "batch_size", allow_none=True)
+    if not isinstance(return_stderr, (bool, np.bool_)):
+        raise TypeError(f"return_stderr must be True or False; got {return_stderr!r}.")
     if return_stderr and n_samples < 2:
         raise ValueError(f"return_stderr needs n_samples >= 2; got {n_samples!r}.")
     dtype = default_float()
@@ -147,10 +155,18 @@ def monte_carlo_kernel(
                 f"x1 and x2 must have the same number of features; got {x1.shape[1]} and "
                 f"{x2.shape[1]}."
             )
+    _check_architecture(x1.shape[1], depth, width, n_outputs)
     seed = as_seed(random_state)
-    arch = {"activation": activation, "w_std": w_std, "b_std": b_std}
-    apply_fn = mlp_apply_fn(negative_slope=negative_slope, **arch)
-    features_fn = mlp_readout_features_fn(negative_slope=negative_slope, **arch)
+    apply_fn = mlp_apply_fn(
+        activation=activation, w_std=w_std, b_std=b_std, negative_slope=negative_slope
+    )
+    n2 = x1.shape[0] if x2 is None else x2.shape[0]
+    # Running mean and squared deviations (float64) and the latest sample, per kernel.
+    check_memory(
+        3 * len(names) * x1.shape[0] * n2 * 8,
+        f"The Monte-Carlo kernels ({x1.shape[0]} × {n2})",
+        "Pass fewer inputs.",
+    )
 
     stats = {name: _Welford() for name in names}
     for s in range(n_samples):
@@ -163,9 +179,7 @@ def monte_carlo_kernel(
             dtype=dtype,
         )
         if "nngp" in stats:
-            stats["nngp"].add(
-                empirical_nngp(features_fn, params, x1, x2, outputs="sum", batch_size=batch_size)
-            )
+            stats["nngp"].add(empirical_nngp(apply_fn, params, x1, x2, batch_size=batch_size))
         if "ntk" in stats:
             stats["ntk"].add(
                 empirical_ntk(apply_fn, params, x1, x2, method=method, batch_size=batch_size)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_sklearn._memory import check_memory
 from ntk_sklearn.empirical import _cost
 from ntk_sklearn.empirical._utils import (
     StaticFn,
@@ -35,29 +36,41 @@ from ntk_sklearn.empirical._utils import (
     block_pairs,
     check_apply_fn,
     check_outputs,
+    check_params,
     check_positive_int,
+    first_nonfinite_row,
     output_info,
     padded_block,
-    param_count,
     row_blocks,
+)
+
+#: What a user can change when a kernel or one of its blocks cannot fit in memory.
+_MEMORY_ADVICE = (
+    "Pass a smaller batch_size, fewer inputs, outputs='mean' instead of 'full', float32 "
+    "(outside jax.enable_x64) or a model with fewer parameters."
 )
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @partial(jax.jit, static_argnames=("fn", "p_major"))
-def _jacobian_rows(fn: StaticFn, params: Any, x: jax.Array, p_major: bool) -> Any:
+def _jacobian_rows(fn: StaticFn, params: Any, x: jax.Array, p_major: bool) -> tuple[Any, Any]:
     """Per-example Jacobians ``∂f(x_i)/∂params`` (one reverse pass per output unit and input).
 
     Leaves of shape ``(b, k, *leaf.shape)``, or ``(k, *leaf.shape, b)`` when ``p_major``: the
     layout in which the contraction over parameters is a plain matrix product (several times
-    faster on CPU than contracting the trailing axis).
+    faster on CPU than contracting the trailing axis). Also returns the outputs ``(b, k)`` of
+    the forward pass, to check that they are finite.
     """
 
     def one(xi):
-        return jax.jacrev(lambda p: fn(p, xi[None]).reshape(-1))(params)
+        def f(p):
+            out = fn(p, xi[None]).reshape(-1)
+            return out, out
 
-    return jax.vmap(one, out_axes=-1 if p_major else 0)(x)
+        return jax.jacrev(f, has_aux=True)(params)
+
+    return jax.vmap(one, out_axes=(-1 if p_major else 0, 0))(x)
 
 
 @partial(jax.jit, static_argnames=("full",))
@@ -82,11 +95,18 @@ def _ntk_vector_products(fn: StaticFn, params: Any, xa: jax.Array, jb: Any, full
     """``Θ(xa, xb)`` from the rows ``jb`` of ``J(xb)`` by Jacobian-vector products through ``xa``.
 
     Row ``(j, c)`` of ``J(xb)`` is the parameter cotangent ``J(xb)ᵀ e_{j,c}``; its push-forward
-    ``J(xa) · J(xb)ᵀ e_{j,c}`` is column ``(j, c)`` of ``Θ(xa, xb)``.
+    ``J(xa) · J(xb)ᵀ e_{j,c}`` is column ``(j, c)`` of ``Θ(xa, xb)``. Also returns the outputs
+    ``f(params, xa)`` as ``(b1, k)``.
     """
 
     def f(p):
         return fn(p, xa).reshape(xa.shape[0], -1)
+
+    return _ntk_columns(f, params, jb, full), f(params)
+
+
+def _ntk_columns(f: Callable, params: Any, jb: Any, full: bool) -> jax.Array:
+    """The block ``Θ(xa, xb)`` of :func:`_ntk_vector_products`."""
 
     def column(tangent):
         return jax.jvp(f, (params,), (tangent,))[1]  # (b1, k)
@@ -112,15 +132,64 @@ class _Plan(NamedTuple):
     sizes: dict[str, int]
 
 
-def _plan(apply_fn, params, x1, x2, method, outputs, batch_size) -> _Plan:
-    """Pick the method (least estimated time) and the batch size (memory budget)."""
+def _itemsize(params: Any, out_dtype: Any) -> int:
+    """Bytes per value of the computation: the widest of the outputs and the parameters."""
+    sizes = [np.dtype(out_dtype).itemsize]
+    for leaf in jax.tree_util.tree_leaves(params):
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        sizes.append(np.dtype(jax.dtypes.canonicalize_dtype(dtype)).itemsize)
+    return max(sizes)
+
+
+def _compiled_bytes(
+    method: str, fn: StaticFn, params: Any, x1: np.ndarray, xb: np.ndarray, b: int, full: bool
+) -> float | None:
+    """Peak bytes of one block pair by XLA's memory analysis of the compiled block functions.
+
+    The working set is the column block's Jacobian ``J_b`` (kept across a column) plus the
+    larger of building the row block's Jacobian and the contraction (``"jacobian"``), or of
+    building ``J_b`` and the NTK-vector products. Compiling here is not wasted: the loop then
+    reuses the executables (same functions, shapes and dtypes). ``None`` where the backend
+    gives no memory analysis.
+    """
+    b1, b2 = min(b, x1.shape[0]), min(b, xb.shape[0])
+    row1 = jax.ShapeDtypeStruct((b1,) + x1.shape[1:], jax.dtypes.canonicalize_dtype(x1.dtype))
+    row2 = jax.ShapeDtypeStruct((b2,) + xb.shape[1:], jax.dtypes.canonicalize_dtype(xb.dtype))
+    p_major = method == "jacobian"
+    jac_b = _jacobian_rows.lower(fn, params, row2, p_major).compile().memory_analysis()
+    jb = jax.eval_shape(partial(_jacobian_rows, fn, p_major=p_major), params, row2)[0]
+    if method == "jacobian":
+        jac_a = _jacobian_rows.lower(fn, params, row1, p_major).compile().memory_analysis()
+        ja = jax.eval_shape(partial(_jacobian_rows, fn, p_major=p_major), params, row1)[0]
+        pair = _contract.lower(ja, jb, full).compile().memory_analysis()
+        if None in (jac_a, jac_b, pair):
+            return None
+        build = jac_a.temp_size_in_bytes + jac_a.output_size_in_bytes
+    else:
+        pair = _ntk_vector_products.lower(fn, params, row1, jb, full).compile().memory_analysis()
+        if None in (jac_b, pair):
+            return None
+        build = jac_b.temp_size_in_bytes
+    work = pair.temp_size_in_bytes + pair.output_size_in_bytes
+    return float(jac_b.output_size_in_bytes + max(build, work))
+
+
+def _plan(apply_fn, params, x1, x2, method, outputs, batch_size, measure=True) -> _Plan:
+    """Pick the method (least estimated time) and the batch size (memory budget).
+
+    With ``measure``, the batch size is the largest (halving from the cost model's) whose
+    block pair fits in ``MEMORY_BUDGET`` by XLA's memory analysis (a user's ``batch_size`` is
+    kept), and a block pair or an output that exceeds the available memory raises
+    ``MemoryError`` before anything large is allocated. Without, the cost model's alone
+    (nothing is compiled).
+    """
     if method != "auto" and method not in _cost.METHODS:
         raise ValueError(f"method must be 'auto' or one of {_cost.METHODS}; got {method!r}.")
+    n_params = check_params(params)
     k, scalar = output_info(apply_fn, params, x1)
-    n_params = param_count(params)
     x_one = jnp.asarray(x1[:1])
     flops, activations = _cost.forward_stats(apply_fn, params, x_one, n_params)
-    itemsize = jax.eval_shape(apply_fn, params, x_one).dtype.itemsize
+    itemsize = _itemsize(params, jax.eval_shape(apply_fn, params, x_one).dtype)
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
     sizes, times = {}, {}
@@ -142,7 +211,40 @@ def _plan(apply_fn, params, x1, x2, method, outputs, batch_size) -> _Plan:
         )
     if method == "auto":
         method = min(_cost.METHODS, key=times.__getitem__)
-    return _Plan(method, sizes[method], k, scalar, times, sizes)
+    if not measure:
+        return _Plan(method, sizes[method], k, scalar, times, sizes)
+
+    kk = k * k if outputs == "full" and not scalar else 1
+    check_memory(n1 * n2 * kk * itemsize, f"The empirical NTK ({n1} × {n2} × {kk})", _MEMORY_ADVICE)
+    fn, xb = StaticFn(apply_fn), x1 if x2 is None else x2
+
+    def block_bytes(b: int) -> float:
+        measured = _compiled_bytes(method, fn, params, x1, xb, b, outputs == "full")
+        if measured is not None:
+            return measured
+        return _cost.block_bytes(method, b, k, n_params, activations, outputs, itemsize)
+
+    b = sizes[method]
+    needed = block_bytes(b)
+    while batch_size is None and b > 1 and needed > _cost.MEMORY_BUDGET:
+        b = max(1, b // 2)
+        needed = block_bytes(b)
+    sizes[method] = b
+    check_memory(
+        int(needed), f"One block of empirical_ntk ({method}, batch_size={b})", _MEMORY_ADVICE
+    )
+    return _Plan(method, b, k, scalar, times, sizes)
+
+
+def _check_rows(outputs: jax.Array, rows: slice, name: str) -> None:
+    """``ValueError`` if the model's outputs on these rows (``(b, k)``, padded) are not finite."""
+    bad = first_nonfinite_row(np.asarray(outputs)[: rows.stop - rows.start])
+    if bad is not None:
+        raise ValueError(
+            f"apply_fn(params, x) returns NaN or infinity on row {rows.start + bad} of {name}, "
+            "so its empirical kernel would be NaN. Check the model and params on that input "
+            "(overflow, log or sqrt of a negative number, division by zero)."
+        )
 
 
 def estimate_ntk_cost(
@@ -175,7 +277,9 @@ def estimate_ntk_cost(
     -------
     dict
         ``{method: {"time": FLOP-equivalents, "batch_size": rows per block}}`` for
-        ``"jacobian"`` and ``"ntk_vector_products"``.
+        ``"jacobian"`` and ``"ntk_vector_products"``. The batch size is the cost model's;
+        :func:`empirical_ntk` may halve it further, when XLA's memory analysis of the compiled
+        blocks exceeds the 1 GiB budget (nothing is compiled here).
 
     Examples
     --------
@@ -191,7 +295,7 @@ def estimate_ntk_cost(
     check_outputs(outputs)
     batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
     x1, x2 = as_batch_pair(x1, x2)
-    plan = _plan(apply_fn, params, x1, x2, "auto", outputs, batch_size)
+    plan = _plan(apply_fn, params, x1, x2, "auto", outputs, batch_size, measure=False)
     return {
         name: {"time": plan.times[name], "batch_size": plan.sizes[name]} for name in _cost.METHODS
     }
@@ -237,9 +341,13 @@ def empirical_ntk(
         ``(n1, n2)`` when ``apply_fn`` returns 1-D outputs.
     batch_size : int, default=None
         Rows per block. ``None`` picks the largest block (up to 256 rows, halving) whose working
-        set fits in 1 GiB by the memory estimate of the method (``2 b k P`` values for
-        ``"jacobian"``, ``b k P + b² k A`` for ``"ntk_vector_products"``, ``A`` the size of the
-        forward pass's intermediates).
+        set fits in 1 GiB, in float32 and float64 alike: first by the memory estimate of the
+        method (``2 b k P + b (k+1) A`` values for ``"jacobian"``, ``b k P + b² k A`` for
+        ``"ntk_vector_products"``, ``A`` the size of the forward pass's intermediates, times
+        the bytes per value of the parameters' and outputs' dtype), then by XLA's memory
+        analysis of the compiled block functions (which sees what the estimate cannot, such as
+        the float64 convolutions of XLA's CPU backend). If even one row per block exceeds
+        1 GiB, blocks of one row are used as long as they fit in the available memory.
 
     Returns
     -------
@@ -251,8 +359,17 @@ def empirical_ntk(
     ------
     ValueError
         For a non-callable ``apply_fn``, inputs that are empty, non-numeric, contain NaN/inf or
-        whose trailing shapes differ, outputs whose first axis is not the batch, an unknown
-        ``method`` or ``outputs``, or a ``batch_size`` that is not a positive integer.
+        whose trailing shapes differ, a model that cannot run on them (say, built for another
+        number of features; the message names both shapes), outputs whose first axis is not
+        the batch, outputs or gradients that are NaN or infinite (the message names the row),
+        params that are empty or contain NaN/inf, an unknown ``method`` or ``outputs``, or a
+        ``batch_size`` that is not a positive integer.
+    TypeError
+        For parameters that are not floating-point arrays (integer leaves cannot be
+        differentiated).
+    MemoryError
+        Before allocating, when the output or one block pair (at ``batch_size``, or one row per
+        block) exceeds the available memory.
 
     Examples
     --------
@@ -279,25 +396,38 @@ def empirical_ntk(
     full = outputs == "full"
     p_major = method == "jacobian"
     fn = StaticFn(apply_fn)
+    name_b = "x1" if symmetric else "x2"
     b1, b2 = min(batch_size, n1), min(batch_size, n2)
     rows1, rows2 = row_blocks(n1, b1), row_blocks(n2, b2)
     out = None
     current_j, jb = -1, None
     for i, j in block_pairs(len(rows1), len(rows2), symmetric):
+        r, c = rows1[i], rows2[j]
         if j != current_j:  # column blocks are the outer loop: J(x2 block) is built once
             current_j = j
-            jb = _jacobian_rows(fn, params, padded_block(xb, rows2[j], b2), p_major)
-        xa = padded_block(x1, rows1[i], b1)
+            jb, out_b = _jacobian_rows(fn, params, padded_block(xb, c, b2), p_major)
+            _check_rows(out_b, c, name_b)
+        xa = padded_block(x1, r, b1)
         if method == "jacobian":
-            ja = jb if symmetric and i == j else _jacobian_rows(fn, params, xa, p_major)
+            if symmetric and i == j:
+                ja = jb
+            else:
+                ja, out_a = _jacobian_rows(fn, params, xa, p_major)
+                _check_rows(out_a, r, "x1")
             block = _contract(ja, jb, full)
         else:
-            block = _ntk_vector_products(fn, params, xa, jb, full)
-        block = np.asarray(block)
+            block, out_a = _ntk_vector_products(fn, params, xa, jb, full)
+            _check_rows(out_a, r, "x1")
+        block = np.asarray(block)[: r.stop - r.start, : c.stop - c.start]
+        bad = first_nonfinite_row(block)
+        if bad is not None:
+            raise ValueError(
+                f"The empirical NTK is NaN or infinite on row {r.start + bad} of x1 although the "
+                "model's outputs are finite: the gradient of apply_fn with respect to params is "
+                "not finite there (e.g. sqrt or log at 0, abs' at a kink, overflow)."
+            )
         if out is None:
             out = np.empty((n1, n2) + block.shape[2:], dtype=block.dtype)
-        r, c = rows1[i], rows2[j]
-        block = block[: r.stop - r.start, : c.stop - c.start]
         if symmetric and i == j:  # exactly symmetric, whatever the rounding of the method
             block = 0.5 * (block + (block.transpose((1, 0, 3, 2)) if full else block.T))
         out[r, c] = block

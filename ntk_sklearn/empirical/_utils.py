@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +40,109 @@ class StaticFn:
 def check_apply_fn(apply_fn: Any) -> None:
     if not callable(apply_fn):
         raise ValueError(f"apply_fn must be callable as apply_fn(params, x); got {apply_fn!r}.")
+
+
+def check_real(value: Any, name: str, *, low: float | None = None, strict: bool = False) -> float:
+    """``value`` as a finite Python float, ``>= low`` (``> low`` if ``strict``).
+
+    Accepts Python and NumPy numbers and concrete 0-d NumPy/JAX arrays; strings, booleans and
+    traced values raise ``TypeError``, NaN, infinity and values out of range ``ValueError``.
+    """
+    if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0:
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a real number; got an array of dtype {value.dtype}.")
+        try:
+            value = float(value)
+        except jax.errors.ConcretizationTypeError as exc:
+            raise TypeError(
+                f"{name} must be a concrete number, not a value traced by JAX (jit/grad/vmap); "
+                "pass it as a Python float."
+            ) from exc
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a real number (int or float); got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    value = float(value)
+    bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
+    if not np.isfinite(value) or (
+        low is not None and (value <= low if strict else value < low)
+    ):
+        raise ValueError(f"{name} must be a finite number{bound}; got {value!r}.")
+    return value
+
+
+def check_params(params: Any) -> int:
+    """Validate a parameter pytree: floating-point leaves, finite, at least one entry.
+
+    Returns
+    -------
+    int
+        The number of parameters ``P``.
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    n_params = 0
+    for path, leaf in leaves:
+        where = "params" + jax.tree_util.keystr(path)
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        if np.dtype(dtype).kind != "f":
+            raise TypeError(
+                f"{where} has dtype {dtype}: every leaf of params must be a floating-point array, "
+                "because the kernels differentiate the model with respect to every leaf. Convert "
+                "it (e.g. jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)) "
+                "or keep non-trainable values out of params (close over them in apply_fn)."
+            )
+        if not bool(jnp.isfinite(jnp.asarray(leaf)).all()):
+            raise ValueError(f"{where} contains NaN or infinity.")
+        n_params += int(np.size(leaf))
+    if n_params == 0:
+        raise ValueError(
+            "params has no parameters (an empty pytree, or only empty arrays): the NTK is a "
+            "sum over the model's parameters. Pass the parameter pytree of your model."
+        )
+    return n_params
+
+
+def _shapes(params: Any) -> str:
+    """Leaf shapes of a pytree, for error messages (cut at 300 characters)."""
+    text = str(jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), params))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> Any:
+    """``jax.eval_shape`` of ``apply_fn(params, x[:1])``: the output shape and dtype of one row.
+
+    A model that cannot run on ``x``'s rows (typically: it expects another number of features)
+    raises a ``ValueError`` that names both shapes, instead of an error deep inside JAX.
+    """
+    row = jax.ShapeDtypeStruct((1,) + x.shape[1:], jax.dtypes.canonicalize_dtype(x.dtype))
+    try:
+        out = jax.eval_shape(apply_fn, params, row)
+    except Exception as exc:  # any failure of the user's model: re-raised with what to change
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(
+            f"apply_fn(params, x) fails on one row of {name} (a batch of shape {row.shape}; "
+            f"{name} has shape {x.shape}): {type(exc).__name__}: {message.rstrip('.')}. Does "
+            "the model expect inputs of another shape? Its parameters have shapes "
+            f"{_shapes(params)}. Pass {name} with the number of features the model was built "
+            f"for, or build the model for {x.shape[1:]} inputs."
+        ) from exc
+    if not isinstance(out, jax.ShapeDtypeStruct):
+        raise ValueError(
+            f"apply_fn(params, x) must return one array; it returns {type(out).__name__} "
+            f"{out!r}."
+        )
+    if np.dtype(out.dtype).kind != "f":
+        raise ValueError(
+            f"apply_fn(params, x) must return floating-point outputs; it returns {out.dtype}."
+        )
+    return out
+
+
+def first_nonfinite_row(values: np.ndarray) -> int | None:
+    """Index of the first row of ``values`` holding NaN or infinity, or None."""
+    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 def as_batch(x: Any, name: str) -> np.ndarray:
@@ -109,19 +213,11 @@ def block_pairs(n1: int, n2: int, symmetric: bool) -> Iterator[tuple[int, int]]:
             yield i, j
 
 
-def flat_outputs(out: jax.Array, n: int) -> jax.Array:
-    """Model outputs as ``(n, k)``: ``(n,)`` is one output unit, trailing axes are flattened."""
-    if out.ndim == 0 or out.shape[0] != n:
-        raise ValueError(
-            f"apply_fn(params, x) must return an array whose first axis has one entry per "
-            f"sample ({n}); got shape {out.shape}."
-        )
-    return out.reshape(n, -1)
-
-
-def output_info(apply_fn: Callable, params: Any, x: np.ndarray) -> tuple[int, bool]:
+def output_info(
+    apply_fn: Callable, params: Any, x: np.ndarray, name: str = "x1"
+) -> tuple[int, bool]:
     """``(k, scalar)``: the number of output units per sample, and whether outputs are 1-D."""
-    shape = jax.eval_shape(apply_fn, params, jnp.asarray(x[:1])).shape
+    shape = probe_model(apply_fn, params, x, name).shape
     if len(shape) == 0 or shape[0] != 1:
         raise ValueError(
             "apply_fn(params, x) must return an array whose first axis has one entry per sample; "
@@ -173,6 +269,3 @@ def default_float() -> np.dtype:
     """float64 inside ``jax.enable_x64(True)``, else float32."""
     return np.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
-
-def param_count(params: Any) -> int:
-    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))

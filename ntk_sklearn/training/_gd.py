@@ -22,7 +22,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_sklearn.empirical._utils import StaticFn, as_batch, check_apply_fn
+from ntk_sklearn.empirical._utils import (
+    StaticFn,
+    as_batch,
+    check_apply_fn,
+    check_params,
+    check_real,
+    probe_model,
+)
 
 
 class Trajectory(NamedTuple):
@@ -88,6 +95,21 @@ def _check_targets(y: Any, out_shape: tuple[int, ...], dtype) -> np.ndarray:
     return y.astype(dtype)
 
 
+def _raise_nonfinite(step: int, outputs: np.ndarray, size: int) -> None:
+    """A clear error for a NaN/infinite loss: a broken model at step 0, divergence later."""
+    if step == 0:
+        bad = int(np.argmax(~np.isfinite(outputs.reshape(outputs.shape[0], -1)).all(axis=1)))
+        raise ValueError(
+            f"apply_fn(params, x) returns NaN or infinity on row {bad} of x: the loss is not "
+            "finite before training. Check the model and params on that input."
+        )
+    raise ValueError(
+        f"The loss became NaN or infinite by step {step}: gradient descent diverged. Use a "
+        f"smaller learning_rate (stable below 2 · y.size / λ_max(Θ) = {2 * size} / λ_max(Θ), "
+        "Θ the NTK of the training inputs)."
+    )
+
+
 def train_gd(
     apply_fn: Callable[[Any, jax.Array], jax.Array],
     params: Any,
@@ -139,7 +161,12 @@ def train_gd(
     ------
     ValueError
         For a non-positive or non-finite learning rate, a negative ``n_steps``, a
-        ``record_every`` below 1, or targets whose shape does not match the outputs.
+        ``record_every`` below 1, targets whose shape does not match the outputs, inputs the
+        model cannot run on (the message names the shapes), params that are empty or not
+        finite, outputs that are not finite at initialisation, or a loss that becomes NaN or
+        infinite (divergence: the message says to lower the learning rate).
+    TypeError
+        For a learning rate that is not a number, or integer parameters.
 
     Examples
     --------
@@ -154,8 +181,7 @@ def train_gd(
     ([0, 50, 100], True)
     """
     check_apply_fn(apply_fn)
-    if not np.isscalar(learning_rate) or not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0; got {learning_rate!r}.")
+    learning_rate = check_real(learning_rate, "learning_rate", low=0.0, strict=True)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
         raise ValueError(f"n_steps must be an integer >= 0; got {n_steps!r}.")
     if (
@@ -164,8 +190,20 @@ def train_gd(
         or record_every < 1
     ):
         raise ValueError(f"record_every must be an integer >= 1; got {record_every!r}.")
-    x = jnp.asarray(as_batch(x, "x"))
-    x_test = None if x_test is None else jnp.asarray(as_batch(x_test, "x_test"))
+    if not isinstance(record_params, (bool, np.bool_)):
+        raise TypeError(f"record_params must be True or False; got {record_params!r}.")
+    check_params(params)
+    x = as_batch(x, "x")
+    probe_model(apply_fn, params, x, "x")
+    if x_test is not None:
+        x_test = as_batch(x_test, "x_test")
+        if x_test.shape[1:] != x.shape[1:]:
+            raise ValueError(
+                f"x_test must have the shape of x after the sample axis, {x.shape[1:]}; got "
+                f"{x_test.shape[1:]}."
+            )
+        x_test = jnp.asarray(x_test)
+    x = jnp.asarray(x)
     out0 = jax.eval_shape(apply_fn, params, x)
     y = jnp.asarray(_check_targets(y, out0.shape, out0.dtype))
     fn = StaticFn(apply_fn)
@@ -178,6 +216,8 @@ def train_gd(
         params = _descend(fn, params, x, y, lr, step - done)
         done = step
         loss, out, test = _evaluate(fn, params, x, y, x_test)
+        if not np.isfinite(float(loss)):
+            _raise_nonfinite(step, np.asarray(out), y.size)
         records["loss"].append(float(loss))
         records["train"].append(np.asarray(out))
         if test is not None:

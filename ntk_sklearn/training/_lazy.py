@@ -44,7 +44,9 @@ from ntk_sklearn.empirical._utils import (
     as_batch,
     as_key,
     check_apply_fn,
+    check_params,
     check_positive_int,
+    probe_model,
 )
 
 
@@ -157,9 +159,19 @@ def lazy_training_norms(
     """
     check_apply_fn(apply_fn)
     n_iter = check_positive_int(n_iter, "n_iter")
-    x = jnp.asarray(as_batch(x, "x"))
-    jac, hess, outputs = _norms(StaticFn(apply_fn), params, x, as_key(random_state), n_iter)
-    return LazyNorms(float(jac), float(hess), np.asarray(outputs))
+    check_params(params)
+    x = as_batch(x, "x")
+    probe_model(apply_fn, params, x, "x")
+    jac, hess, outputs = _norms(
+        StaticFn(apply_fn), params, jnp.asarray(x), as_key(random_state), n_iter
+    )
+    outputs = np.asarray(outputs)
+    if not (np.isfinite(outputs).all() and np.isfinite(float(jac)) and np.isfinite(float(hess))):
+        raise ValueError(
+            "apply_fn(params, x), or its first or second derivative in params, is NaN or "
+            "infinite on x: the norms are undefined. Check the model and params on these inputs."
+        )
+    return LazyNorms(float(jac), float(hess), outputs)
 
 
 def lazy_training_kappa(
@@ -215,8 +227,11 @@ def lazy_training_kappa(
     Raises
     ------
     ValueError
-        For a non-positive ``alpha``, targets whose size differs from the outputs', or
-        ``n_iter < 1``.
+        For a non-positive ``alpha``, targets whose size differs from the outputs',
+        ``n_iter < 1``, inputs the model cannot run on, or non-finite outputs or derivatives.
+    TypeError
+        For an ``alpha`` or ``y`` that is not numeric (e.g. the string ``'1'``), or integer
+        parameters.
 
     Examples
     --------
@@ -229,10 +244,16 @@ def lazy_training_kappa(
     >>> bool(np.isclose(kappa[1], kappa[0] / 10))
     True
     """
+    if isinstance(alpha, (str, bytes)) or np.asarray(alpha).dtype.kind not in "iuf":
+        raise TypeError(f"alpha must be a number or an array of numbers; got {alpha!r}.")
+    if not isinstance(center, (bool, np.bool_)):
+        raise TypeError(f"center must be True or False; got {center!r}.")
     alphas = np.asarray(alpha, dtype=float)
     if not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
         raise ValueError(f"alpha must be finite and > 0; got {alpha!r}.")
     norms = lazy_training_norms(apply_fn, params, x, n_iter=n_iter, random_state=random_state)
+    if np.asarray(y).dtype.kind not in "biuf":
+        raise TypeError(f"y must be a numeric array; got dtype {np.asarray(y).dtype}.")
     targets = np.asarray(y, dtype=float).reshape(-1)
     if targets.size != norms.outputs.size or not np.all(np.isfinite(targets)):
         raise ValueError(

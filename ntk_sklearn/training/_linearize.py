@@ -7,7 +7,7 @@ from typing import Any
 
 import jax
 
-from ntk_sklearn.empirical._utils import check_apply_fn
+from ntk_sklearn.empirical._utils import check_apply_fn, check_params
 
 
 def linearize(
@@ -46,6 +46,7 @@ def linearize(
     0.8261
     """
     check_apply_fn(apply_fn)
+    check_params(params0)
 
     def f_lin(params: Any, x: jax.Array) -> jax.Array:
         delta = jax.tree_util.tree_map(lambda p, p0: p - p0, params, params0)
