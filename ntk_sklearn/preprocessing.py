@@ -1,19 +1,32 @@
-"""Preprocessing for neural-kernel models: put every input on the same sphere."""
+"""Preprocessing for neural-kernel models: inputs on one sphere; images average-pooled."""
 
 from __future__ import annotations
 
-from numbers import Real
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
 
-__all__ = ["NormScaler"]
+__all__ = ["ImageAvgPool", "NormScaler"]
 
 # A centred row whose entries are all below this many float epsilons times the size of the
 # terms that were subtracted is rounding noise: it is treated as an exact zero row.
 _CANCELLATION_EPS = 10
+#: Up to this many features, the norm that NormScaler discards is much of the information.
+_FEW_FEATURES = 3
+
+
+def _power_of_two_scale(peak: np.ndarray) -> np.ndarray:
+    """The power of two ``s`` with ``s <= peak < 2 s`` (1 where ``peak == 0``).
+
+    Dividing by it is exact and maps ``[-peak, peak]`` into ``(-2, 2)``; ``s`` is finite even
+    for the largest float (``2 s`` would not be).
+    """
+    exponent = np.frexp(peak)[1] - 1  # peak = m · 2**(exponent + 1) with 0.5 <= m < 1
+    return np.where(peak > 0, np.ldexp(np.ones_like(peak), exponent), 1).astype(peak.dtype)
 
 
 class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -28,7 +41,17 @@ class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Rows that are zero (after centring) carry no direction: they stay zero and never turn
     into NaN. After centring, a row whose norm is within rounding error of zero (a row equal
-    to the learned mean) counts as zero.
+    to the learned mean) counts as zero. Values up to the largest float (1e308) are handled:
+    every row is divided by a power of two before its norm is taken, so nothing overflows.
+
+    **NormScaler or StandardScaler?** ``NormScaler`` throws away each row's norm and keeps
+    only its direction. With many features (images, spectra, bag-of-words: a row's
+    direction is what matters, as in Lee et al.) that is the right input for a neural
+    kernel. With few features it destroys the data: with one feature every row becomes
+    ``±rms`` (a 1-D regression turns into a step function), with two or three every row
+    lands on a circle or sphere and points that differ only in their distance from the mean
+    become identical. Use :class:`sklearn.preprocessing.StandardScaler` there (and wherever
+    the magnitude of a sample carries information): fitting on 3 features or fewer warns.
 
     Parameters
     ----------
@@ -106,8 +129,24 @@ class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             The fitted transformer.
         """
         X = validate_data(self, X, dtype=FLOAT_DTYPES)
+        if X.shape[1] <= _FEW_FEATURES:
+            warnings.warn(
+                f"NormScaler on {X.shape[1]} feature(s) keeps only each row's direction: "
+                + (
+                    "every row becomes +rms or -rms"
+                    if X.shape[1] == 1
+                    else f"every row is put on a sphere in {X.shape[1]} dimensions"
+                )
+                + ", and the row norms, most of the information in so few features, are lost. "
+                "Use sklearn.preprocessing.StandardScaler instead.",
+                UserWarning,
+                stacklevel=3,  # the caller of fit, through scikit-learn's _fit_context
+            )
         if self.center:
-            self.mean_ = X.mean(axis=0)
+            # Mean of X / s, times s (s a power of two per column: exact, and no overflow of
+            # the sum for values near the largest float).
+            scale = _power_of_two_scale(np.max(np.abs(X), axis=0))
+            self.mean_ = (X / scale).mean(axis=0) * scale
         else:
             self.mean_ = np.zeros(X.shape[1], dtype=X.dtype)
         return self
@@ -129,13 +168,19 @@ class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
         mean = self.mean_.astype(X.dtype, copy=False)
-        out = X - mean  # a new array: the input is never modified
-        # Divide each row by its largest entry first, so that the norm neither overflows nor
+        # The result is invariant to scaling a row (and the mean with it), so each row is first
+        # divided by a power of two s within a factor 2 of max(|x|, |mean|): exact, and neither
+        # x − mean nor the bound below can overflow for values near the largest float.
+        scale = _power_of_two_scale(np.maximum(np.max(np.abs(X), axis=1), np.abs(mean).max()))
+        scaled_x = X / scale[:, np.newaxis]  # a new array: the input is never modified
+        scaled_mean = mean / scale[:, np.newaxis]
+        out = scaled_x - scaled_mean
+        # Divide each row by its largest entry, so that the norm neither overflows nor
         # underflows for very large or very small values.
         peak = np.max(np.abs(out), axis=1)
         # A row within rounding error of the mean is zero. Without centring, mean is 0 and
         # this reduces to ``peak == 0``.
-        bound = np.max(np.abs(X) + np.abs(mean), axis=1)
+        bound = np.max(np.abs(scaled_x) + np.abs(scaled_mean), axis=1)
         zero = peak <= _CANCELLATION_EPS * np.finfo(X.dtype).eps * bound
         out /= np.where(zero, 1, peak)[:, np.newaxis]
         norms = np.linalg.norm(out, axis=1)
@@ -148,3 +193,85 @@ class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+class ImageAvgPool(TransformerMixin, BaseEstimator):
+    """Average-pool flattened images: ``(n, H·W·C)`` to ``(n, H'·W'·C)``.
+
+    Rows are images in ``(H, W, C)`` order (NHWC, as ``image_shape`` of the estimators);
+    non-overlapping ``window`` blocks are averaged ("VALID": a remainder at the bottom or right
+    edge is dropped). Pooling the input smooths away pixel-level detail that kernels on raw
+    pixels over-weight, and cuts the cost of convolutional kernels by ``window⁴`` (for pooling
+    stacks) or ``window²``: on MNIST, 2x2 pooling lifted a fully-connected NTK (see the README).
+
+    Parameters
+    ----------
+    image_shape : tuple of int (H, W, C)
+        Shape of one input image.
+    window : int or (int, int), default=2
+        Height and width of the pooling blocks.
+
+    Attributes
+    ----------
+    output_shape_ : tuple of int (H', W', C)
+        Shape of one output image: pass it as ``image_shape`` to a convolutional estimator.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.preprocessing import ImageAvgPool
+    >>> X = np.arange(16.0).reshape(1, 16)  # one 4x4 grey image
+    >>> pool = ImageAvgPool(image_shape=(4, 4, 1), window=2).fit(X)
+    >>> pool.transform(X), pool.output_shape_
+    (array([[ 2.5,  4.5, 10.5, 12.5]]), (2, 2, 1))
+    """
+
+    _parameter_constraints: dict = {
+        "image_shape": [tuple, list],
+        "window": [Interval(Integral, 1, None, closed="left"), tuple, list],
+    }
+
+    def __init__(self, image_shape=(28, 28, 1), window=2) -> None:
+        self.image_shape = image_shape
+        self.window = window
+
+    def _shapes(self, n_features: int):
+        shape = tuple(self.image_shape)
+        if len(shape) != 3 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in shape
+        ):
+            raise ValueError(
+                f"image_shape must be three positive integers (H, W, C); got {self.image_shape!r}."
+            )
+        if int(np.prod(shape)) != n_features:
+            raise ValueError(
+                f"image_shape {shape} has {int(np.prod(shape))} pixels x channels but X has "
+                f"{n_features} features."
+            )
+        window = (self.window, self.window) if np.ndim(self.window) == 0 else tuple(self.window)
+        if len(window) != 2 or not all(isinstance(v, (int, np.integer)) for v in window):
+            raise ValueError(
+                f"window must be an integer or a pair of integers; got {self.window!r}."
+            )
+        if window[0] > shape[0] or window[1] > shape[1]:
+            raise ValueError(f"window {window} is larger than the images {shape[:2]}.")
+        return shape, window
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None) -> ImageAvgPool:
+        """Check that the rows are images of ``image_shape``; record the output shape."""
+        X = validate_data(self, X, dtype=FLOAT_DTYPES)
+        (h, w, c), (wh, ww) = self._shapes(X.shape[1])
+        self.output_shape_ = (h // wh, w // ww, c)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Average-pool each image; returns ``(n, H'·W'·C)``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+        (h, w, c), (wh, ww) = self._shapes(X.shape[1])
+        ho, wo, _ = self.output_shape_
+        images = X.reshape(-1, h, w, c)[:, : ho * wh, : wo * ww]
+        pooled = images.reshape(-1, ho, wh, wo, ww, c).mean(axis=(2, 4))
+        return pooled.reshape(X.shape[0], -1)

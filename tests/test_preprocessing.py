@@ -62,6 +62,7 @@ def test_zero_rows_stay_zero_without_warnings():
     X = np.array([[0.1, 0.7, 0.2], [0.3, 0.1, 0.6], [0.2, 0.4, 0.4]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", "NormScaler on", UserWarning)  # few features
         Xt = NormScaler().fit_transform(X)
         X0 = NormScaler(center=False).fit_transform(np.array([[0.0, 0.0], [1.0, 1.0]]))
     assert np.all(np.isfinite(Xt))
@@ -80,8 +81,52 @@ def test_extreme_magnitudes(scale):
     X = np.array([[3.0, 4.0], [0.0, 1.0]]) * scale
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", "NormScaler on", UserWarning)  # few features
         Xt = NormScaler(center=False).fit_transform(X)
     np.testing.assert_allclose(Xt, [[0.6 * np.sqrt(2), 0.8 * np.sqrt(2)], [0.0, np.sqrt(2)]])
+
+
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_values_near_the_largest_float(center, dtype):
+    """Rows of ~1e308 (float64) or ~3e38 (float32): the result of the same data scaled down.
+
+    NormScaler is invariant to scaling all the data by c > 0 (the mean scales with it), so the
+    scaled-down data, where nothing can overflow, are the truth.
+    """
+    rng = np.random.default_rng(0)
+    big = np.finfo(dtype).max
+    X = (rng.uniform(-1, 1, size=(20, 6)) * big).astype(dtype)
+    X[0] = big  # a row of the largest float: its squared norm, or the sum for the mean, overflows
+    X[1, :3] = -big
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scaler = NormScaler(center=center).fit(X)
+        Xt = scaler.transform(X)
+    # No overflow in NormScaler (scikit-learn's finiteness check of float32 input may warn).
+    assert not [w for w in caught if w.filename.endswith("preprocessing.py")]
+    small = X.astype(np.float64) / big
+    expected = NormScaler(center=center).fit_transform(small)
+    assert np.isfinite(scaler.mean_).all()
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(Xt, expected, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(_sq_norms_per_feature(Xt), 1.0, rtol=rtol)
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+def test_few_features_warn_and_point_to_standard_scaler(n_features):
+    x = np.linspace(-2.0, 3.0, 10)[:, None] * np.arange(1, n_features + 1)
+    with pytest.warns(UserWarning, match="StandardScaler"):
+        Xt = NormScaler().fit_transform(x)
+    if n_features == 1:  # the reason: a 1-D input becomes a step function
+        np.testing.assert_allclose(np.abs(Xt), 1.0)
+        assert len(np.unique(np.round(Xt, 12))) == 2
+
+
+def test_many_features_do_not_warn(X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        NormScaler().fit(X[:, :4])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
