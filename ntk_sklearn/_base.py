@@ -2,37 +2,57 @@
 
 Validation happens here, at the boundary; below it (``kernels``, ``dynamics``) functions are pure
 JAX on validated arrays. Fitted state is NumPy arrays only, so estimators pickle and clone.
+
+Sample weights ``w`` enter the dynamics as in :class:`~sklearn.kernel_ridge.KernelRidge`: with
+``S = diag(√w)`` the loss ``0.5 · Σ_i w_i ‖f_i - y_i‖² / (k · Σ_i w_i)`` gives the gradient flow
+of the unweighted case with the training kernel ``S Θ S + α I`` in place of ``Θ + α I`` and
+``A_t`` replaced by ``S A_t(S Θ S + α I) S``; integer weights are exactly repeated samples.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from sklearn.utils.validation import _check_sample_weight
 
 from ntk_sklearn import _memory, dynamics
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
-from ntk_sklearn.kernels import Kernel, available_activations, fc_kernel, fc_kernel_diag
+from ntk_sklearn.kernels import available_activations, fc_kernel, fc_kernel_diag
 
-#: Jitter tried, relative to the mean diagonal, when the training kernel is singular.
+#: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
+#: least ``10·n·eps``, the rounding error of the Cholesky factorization).
 _JITTERS = (1e-10, 1e-8, 1e-6)
 #: Test rows per chunk when only means and variances are predicted.
 _PREDICT_CHUNK = 4096
+#: A variance below this many ``eps`` times the terms it is the sum of is rounding noise.
+_CANCELLATION = 10.0
+#: Largest accepted ``|negative_slope|``: beyond it leaky ReLU's kernel overflows for no gain.
+_MAX_SLOPE = 1e6
+#: Numeric parameters that also accept 0-d NumPy or JAX arrays (converted to Python numbers).
+_REAL_PARAMS = ("w_std", "b_std", "negative_slope", "alpha", "t", "learning_rate")
+_INT_PARAMS = ("depth", "block_size", "width", "n_samples")
 
 
-def check_memory(n_bytes: int, what: str) -> None:
+def check_memory(n_bytes: int, what: str, extra: str = "") -> None:
     """``MemoryError`` before allocating what cannot fit, with the estimators' advice."""
     _memory.check_memory(
         n_bytes,
         what,
         "Use dtype='float32' (half the memory), fewer training samples, or predict in smaller "
-        "batches.",
+        f"batches{extra}.",
     )
 
 
@@ -42,6 +62,53 @@ def _as_float(leaf, dtype: str):
     return arr.astype(dtype) if jnp.issubdtype(arr.dtype, jnp.floating) else leaf
 
 
+def _python_number(value, kinds: str):
+    """A 0-d NumPy/JAX array of a dtype kind in ``kinds`` as a Python number; else unchanged."""
+    if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0 and value.dtype.kind in kinds:
+        return int(value) if value.dtype.kind in "iu" else float(value)
+    return value
+
+
+def _dtype_name(value):
+    """``"float32"``/``"float64"`` for those NumPy/JAX scalar types and dtypes; else unchanged."""
+    if isinstance(value, (type, np.dtype)):
+        try:
+            name = np.dtype(value).name
+        except TypeError:
+            return value
+        if name in ("float32", "float64"):
+            return name
+    return value
+
+
+class _Kernels(NamedTuple):
+    """NNGP and NTK matrices of a user's model; a field is ``None`` when not computed."""
+
+    nngp: np.ndarray | None
+    ntk: np.ndarray | None
+
+
+class _Shown:
+    """A stand-in whose ``repr`` is a given text (for ``repr`` of estimators)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _describe_kernel(kernel: tuple) -> str:
+    """Short text for ``kernel=(apply_fn, params)``: the function's name and the params' size."""
+    if len(kernel) != 2:
+        return f"<tuple of length {len(kernel)}>"
+    apply_fn, params = kernel
+    name = getattr(apply_fn, "__name__", type(apply_fn).__name__)
+    leaves = jax.tree_util.tree_leaves(params)
+    size = sum(int(np.size(leaf)) for leaf in leaves)
+    return f"({name}, <params: {len(leaves)} arrays, {size} values>)"
+
+
 class NeuralKernelBase(BaseEstimator):
     """Base of the four estimators; ``_kernel`` is "ntk" or "nngp"."""
 
@@ -49,13 +116,15 @@ class NeuralKernelBase(BaseEstimator):
 
     _parameter_constraints: dict = {
         "depth": [Interval(Integral, 0, None, closed="left")],
-        "activation": [StrOptions(set(available_activations())), callable],
+        # Names are checked in fit against the live registry (register_activation adds names).
+        "activation": [str, callable],
         "w_std": [Interval(Real, 0, None, closed="neither")],
         "b_std": [Interval(Real, 0, None, closed="left")],
-        "negative_slope": [Interval(Real, None, None, closed="neither")],
+        "negative_slope": [Interval(Real, -_MAX_SLOPE, _MAX_SLOPE, closed="both")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "t": [Interval(Real, 0, None, closed="left"), None],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        # Also NumPy's float32/float64 types and dtypes: normalised by ``_resolved_params``.
         "dtype": [StrOptions({"float64", "float32"})],
         "block_size": [Interval(Integral, 1, None, closed="left"), None],
         "kernel": [StrOptions({"analytic", "empirical"}), tuple],
@@ -64,61 +133,163 @@ class NeuralKernelBase(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    # -- precision and kernels ---------------------------------------------------------------
+    # -- parameters, repr, clone ------------------------------------------------------------
 
-    def _scope(self):
-        """float64 inside a scoped ``jax.enable_x64``; JAX's global config is never changed."""
-        return jax.enable_x64(self.dtype == "float64")
+    def _resolved_params(self) -> dict:
+        """The parameters with 0-d arrays as Python numbers and dtypes as names.
 
-    def _np_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
+        The estimator's own attributes are left as the user set them (scikit-learn's rule).
+        """
+        params = self.get_params(deep=False)
+        for name in _REAL_PARAMS:
+            params[name] = _python_number(params[name], "iuf")
+        for name in _INT_PARAMS:
+            params[name] = _python_number(params[name], "iu")
+        params["dtype"] = _dtype_name(params["dtype"])
+        return params
 
-    def _kernel_kwargs(self) -> dict:
-        return {
-            "depth": self.depth,
-            "activation": self.activation,
-            "w_std": self.w_std,
-            "b_std": self.b_std,
-            "negative_slope": self.negative_slope,
-        }
+    def _validate_params(self) -> None:
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self._resolved_params(),
+            caller_name=self.__class__.__name__,
+        )
 
-    def _kernel_names(self) -> tuple[str, ...]:
-        return ("nngp", "ntk") if self._kernel == "ntk" else ("nngp",)
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        if not isinstance(self.kernel, tuple):
+            return super().__repr__(N_CHAR_MAX)
+        # A user's parameter arrays would fill the screen: show their size instead.
+        shown = copy.copy(self)
+        shown.kernel = _Shown(_describe_kernel(self.kernel))
+        return BaseEstimator.__repr__(shown, N_CHAR_MAX)
+
+    def __sklearn_clone__(self):
+        new = super().__sklearn_clone__()
+        # clone deep-copies parameters, and a deep copy of a jit-compiled function is a new
+        # object: the kernel code's compilation cache, keyed on the function, would miss and
+        # every clone recompile. Functions are not state: clones share them.
+        if callable(self.activation):
+            new.activation = self.activation
+        if isinstance(self.kernel, tuple) and self.kernel and callable(self.kernel[0]):
+            new.kernel = (self.kernel[0], *new.kernel[1:])
+        return new
+
+    # -- fit-time checks ---------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        """Freeze the validated parameters for this fit; check what the constraints cannot."""
+        self._hyper = self._resolved_params()
+        self._check_kernel()
+        self._check_activation()
+
+    def _user_model(self) -> bool:
+        return isinstance(self.kernel, tuple)
 
     def _check_kernel(self) -> None:
         """Validate ``kernel``; for ``"empirical"`` draw the seed of its networks once."""
-        if isinstance(self.kernel, tuple) and (
-            len(self.kernel) != 2 or not callable(self.kernel[0])
-        ):
-            raise ValueError(
-                "kernel must be 'analytic', 'empirical' or a pair (apply_fn, params) with "
-                f"apply_fn(params, x) a JAX function; got a tuple of length {len(self.kernel)}."
-            )
+        if self._user_model():
+            if len(self.kernel) != 2 or not callable(self.kernel[0]):
+                raise ValueError(
+                    "kernel must be 'analytic', 'empirical' or a pair (apply_fn, params) with "
+                    f"apply_fn(params, x) a JAX function; got a tuple of length "
+                    f"{len(self.kernel)}."
+                )
+            if self._kernel == "nngp":
+                raise ValueError(
+                    f"{type(self).__name__} cannot use kernel=(apply_fn, params): the outputs of "
+                    "one network give a rank-1 kernel, not the NNGP (an average over random "
+                    f"networks). Use {type(self).__name__.replace('NNGP', 'NTK')} with your "
+                    "model (its empirical NTK), or kernel='empirical' for Monte-Carlo NNGP "
+                    "kernels of the built-in network."
+                )
         if self.kernel == "empirical":
             # The same networks must serve the training and every test kernel.
             self.kernel_seed_ = int(check_random_state(self.random_state).randint(2**31 - 1))
 
+    def _check_activation(self) -> None:
+        """A name in the live registry, or a JAX-traceable elementwise function."""
+        activation = self._hyper["activation"]
+        if self._user_model():
+            return  # the user's model has its own activations
+        if isinstance(activation, str):
+            if activation not in available_activations():
+                raise ValueError(
+                    f"Unknown activation {activation!r}; expected one of "
+                    f"{available_activations()} (ntk_sklearn.kernels.register_activation adds "
+                    "names) or an elementwise JAX function such as jnp.tanh."
+                )
+            return
+        probe = jax.ShapeDtypeStruct((3, 2), self._np_dtype())
+        with self._scope():
+            try:
+                out = jax.eval_shape(activation, probe)
+                # The quadrature also needs σ' by autodiff.
+                jax.eval_shape(jax.grad(lambda x: jnp.sum(activation(x))), probe)
+            except Exception as err:  # any failure to trace: report it as the user's error
+                raise ValueError(
+                    "activation must be a JAX-traceable elementwise function (use jnp.tanh, not "
+                    "np.tanh; jnp.where instead of Python if/else on the input): tracing "
+                    f"{activation!r} failed with {type(err).__name__}: "
+                    f"{str(err).splitlines()[0] if str(err) else ''}"
+                ) from err
+        if getattr(out, "shape", None) != probe.shape or not jnp.issubdtype(
+            out.dtype, jnp.floating
+        ):
+            raise ValueError(
+                "activation must be elementwise: it must map a float array of shape (3, 2) to a "
+                f"float array of the same shape; {activation!r} returned {out}."
+            )
+
+    def _sample_weight(self, sample_weight, X: np.ndarray) -> np.ndarray | None:
+        """Validated non-negative weights (float64), not all zero; ``None`` stays ``None``."""
+        if sample_weight is None:
+            return None
+        return _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+
+    # -- precision and kernels ---------------------------------------------------------------
+
+    def _scope(self):
+        """float64 inside a scoped ``jax.enable_x64``; JAX's global config is never changed."""
+        return jax.enable_x64(self._hyper["dtype"] == "float64")
+
+    def _np_dtype(self) -> np.dtype:
+        return np.dtype(self._hyper["dtype"])
+
+    def _kernel_kwargs(self) -> dict:
+        p = self._hyper
+        return {name: p[name] for name in ("depth", "activation", "w_std", "b_std")} | {
+            "negative_slope": float(p["negative_slope"])
+        }
+
+    def _kernel_names(self) -> tuple[str, ...]:
+        if self._kernel == "nngp":
+            return ("nngp",)
+        # A single model has no NNGP (see _check_kernel): its NTK only, for the mean.
+        return ("ntk",) if self._user_model() else ("nngp", "ntk")
+
     def _kernels(self, x1: np.ndarray, x2: np.ndarray | None = None, names=None):
         """The kernels ``names`` (default: those the dynamics need) between rows of x1 and x2."""
         names = names or self._kernel_names()
-        if isinstance(self.kernel, tuple):
+        if self._user_model():
             apply_fn, params = self.kernel
             # The user's parameters in the estimator's precision (their arrays are not changed).
-            params = jax.tree_util.tree_map(lambda a: _as_float(a, self.dtype), params)
+            params = jax.tree_util.tree_map(lambda a: _as_float(a, self._hyper["dtype"]), params)
             fns = {"nngp": empirical_nngp, "ntk": empirical_ntk}
             out = {name: fns[name](apply_fn, params, x1, x2) for name in names}
-            return Kernel(out.get("nngp"), out.get("ntk"))
+            return _Kernels(out.get("nngp"), out.get("ntk"))
         if self.kernel == "empirical":
             return monte_carlo_kernel(
                 x1,
                 x2,
-                width=self.width,
-                n_samples=self.n_samples,
+                width=self._hyper["width"],
+                n_samples=self._hyper["n_samples"],
                 random_state=self.kernel_seed_,
                 get=names,
                 **self._kernel_kwargs(),
             )
-        return fc_kernel(x1, x2, get=names, block_size=self.block_size, **self._kernel_kwargs())
+        return fc_kernel(
+            x1, x2, get=names, block_size=self._hyper["block_size"], **self._kernel_kwargs()
+        )
 
     def _test_nngp(self, x: np.ndarray, full: bool) -> np.ndarray:
         """NNGP between test rows (``full``), or its diagonal, the prior variances."""
@@ -129,130 +300,277 @@ class NeuralKernelBase(BaseEstimator):
         k = self._kernels(x, names=("nngp",)).nngp
         return k if full else np.diag(k).copy()
 
+    def _computed(self, which: str, x: np.ndarray, compute):
+        """``compute()`` (kernels), with an overflow in the kernel code reported as ours."""
+        try:
+            return compute()
+        except FloatingPointError as err:
+            raise self._nonfinite_error(which, x) from err
+
+    def _check_finite(self, k, which: str, x: np.ndarray) -> None:
+        """``ValueError`` naming the cause when a kernel overflowed or a model gave NaN."""
+        if not np.isfinite(k).all():
+            raise self._nonfinite_error(which, x)
+
+    def _nonfinite_error(self, which: str, x: np.ndarray) -> ValueError:
+        if self._user_model():
+            return ValueError(
+                f"The empirical NTK {which} is not finite: check that apply_fn(params, x) and "
+                "its gradients with respect to params are finite on these inputs (NaN or inf "
+                "outputs, or overflow: rescale the inputs)."
+            )
+        p = self._hyper
+        float32 = " or use dtype='float64' (float32 overflows above 3e38)" * (
+            p["dtype"] == "float32"
+        )
+        callable_act = "; or the activation returned NaN/inf" if callable(p["activation"]) else ""
+        return ValueError(
+            f"The {self._kernel.upper()} {which} overflowed to inf or NaN in {p['dtype']}: the "
+            f"inputs reach |x| = {np.abs(x).max():.3g}, with depth={p['depth']}, "
+            f"w_std={p['w_std']}, b_std={p['b_std']} (the kernel grows like "
+            "|x|²/n_features · w_std^(2·(depth+1)) for ReLU-like activations). Rescale the "
+            "inputs (StandardScaler or ntk_sklearn.preprocessing.NormScaler), lower w_std, "
+            f"b_std or depth{float32}{callable_act}."
+        )
+
     # -- fit -----------------------------------------------------------------------------------
 
-    def _fit_dynamics(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit_dynamics(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None = None) -> None:
         """Training kernels, computed once, and their factorization, computed once.
 
-        ``Y`` is 2-D ``(n, k)``. Stores ``X_fit_``, ``y_fit_``, ``train_kernel_`` (the kernel of
-        the dynamics, NTK or NNGP, plus ``alpha·I``), for the NTK also ``train_nngp_`` (the prior
-        covariance of the initial outputs, without ``alpha``: neural-tangents' convention),
-        ``dual_coef_`` (``A_t y``), and ``chol_`` (``t=None``) or ``evals_``/``evecs_``.
+        ``Y`` is 2-D ``(n, k)``, ``w`` positive weights or ``None``. Stores ``X_fit_``,
+        ``y_fit_``, ``train_kernel_`` (the kernel of the dynamics, NTK or NNGP, weighted
+        ``S Θ S``, plus ``alpha·I``), for the NTK also ``train_nngp_`` (the prior covariance of
+        the initial outputs, without ``alpha``: neural-tangents' convention), ``dual_coef_``
+        (``S A_t S y``), ``jitter_``, and ``chol_`` (``t=None``) or ``evals_``/``evecs_``.
         """
         n = X.shape[0]
         itemsize = self._np_dtype().itemsize
         n_matrices = len(self._kernel_names()) + 2  # kernels, factor, a temporary
         check_memory(n_matrices * n * n * itemsize, f"Fitting on {n} samples")
-        X = X.astype(self.dtype, copy=False)
-        self._check_kernel()
+        # A copy: predictions must not change when the caller's array does.
+        X = np.array(X, dtype=self._hyper["dtype"], copy=True)
+        Y = np.asarray(Y, dtype=np.float64)
+        if self._hyper["dtype"] == "float32" and np.abs(Y).max() > np.finfo(np.float32).max:
+            raise ValueError(
+                f"y reaches |y| = {np.abs(Y).max():.3g}, beyond float32's range (3.4e38): use "
+                "dtype='float64', normalize_y=True, or rescale y."
+            )
+        # Weighted loss 0.5 Σ w_i‖f_i - y_i‖² / m with m = k·Σw (= y.size without weights).
+        self._rate_ = self._hyper["learning_rate"] / (Y.shape[1] * (n if w is None else w.sum()))
+        self._sqrt_weight = None if w is None else np.sqrt(w).astype(self._hyper["dtype"])
+        self.jitter_ = 0.0
+        for stale in ("chol_", "evals_", "evecs_", "train_nngp_"):  # from an earlier fit
+            self.__dict__.pop(stale, None)
         with self._scope():
-            kernels = self._kernels(X)
-            if self._kernel == "ntk":
-                self.train_nngp_ = kernels.nngp
+            which = "between training inputs"
+            kernels = self._computed(which, X, lambda: self._kernels(X))
             raw = kernels.ntk if self._kernel == "ntk" else kernels.nngp
-            train = dynamics.add_diagonal(jnp.asarray(raw), self.alpha)
+            self._check_finite(raw, which, X)
+            if "nngp" in self._kernel_names() and self._kernel == "ntk":
+                self._check_finite(kernels.nngp, "(NNGP) between training inputs", X)
+                self.train_nngp_ = kernels.nngp
+            raw = jnp.asarray(raw)
+            if w is not None:
+                s = jnp.asarray(self._sqrt_weight)
+                raw = s[:, None] * raw * s[None, :]  # S Θ S
+            train = dynamics.add_diagonal(raw, self._hyper["alpha"])
             self.train_kernel_ = np.asarray(train)
-            y = jnp.asarray(Y, self.dtype)
-            if self.t is None:
-                chol = self._cholesky(train)
+            self.y_fit_ = Y.astype(self._hyper["dtype"])
+            self.X_fit_ = X
+            y = jnp.asarray(self.y_fit_)
+            if self._hyper["t"] is None:
+                chol, self.jitter_ = self._cholesky(train)
                 self.chol_ = np.asarray(chol)
-                self.dual_coef_ = np.asarray(dynamics.cho_apply(chol, y))
             else:
                 spec = dynamics.spectrum(train)
                 self.evals_, self.evecs_ = np.asarray(spec.evals), np.asarray(spec.evecs)
-                g = dynamics.gain(spec.evals, jnp.asarray([self.t]), self._rate(Y))[0]
-                self.dual_coef_ = np.asarray(dynamics.spectral_apply(spec, g, y))
-        self.X_fit_ = X
-        self.y_fit_ = np.asarray(Y, self.dtype)
+            self.dual_coef_ = np.asarray(self._apply(y, self._hyper["t"]))
+        if not np.isfinite(self.dual_coef_).all():
+            raise ValueError(
+                f"The dual coefficients overflowed in {self._hyper['dtype']} (targets up to "
+                f"|y| = {np.abs(Y).max():.3g} over a kernel of scale "
+                f"{np.abs(self.train_kernel_).max():.3g}): rescale y (normalize_y=True), "
+                "increase alpha, or use dtype='float64'."
+            )
 
-    def _rate(self, Y: np.ndarray) -> float:
-        """``η / m``: the loss is a mean over all ``m = y.size`` target entries."""
-        return self.learning_rate / Y.size
+    def _cholesky(self, k: jax.Array, stacklevel: int = 5) -> tuple[jax.Array, float]:
+        """Lower Cholesky factor of ``k`` and the jitter added to its diagonal to get it.
 
-    def _cholesky(self, k: jax.Array) -> jax.Array:
-        chol = dynamics.cholesky(k)
-        if bool(jnp.all(jnp.isfinite(chol))):
-            return chol
-        scale = float(jnp.mean(jnp.diag(k)))
-        for rel in _JITTERS:
-            chol = dynamics.cholesky(dynamics.add_diagonal(k, rel * scale))
-            if bool(jnp.all(jnp.isfinite(chol))):
+        ``k`` is numerically singular when the factorization fails or when a pivot is below
+        the rounding error, ``L_ii² < n·eps·s`` (``s`` = mean diagonal): pivots bound the
+        smallest eigenvalue from above (``λ_min ≤ min L_ii²``). Then jitter is added.
+        """
+        n = k.shape[0]
+        eps = float(jnp.finfo(k.dtype).eps)
+        mean_diag = float(jnp.mean(jnp.diag(k)))
+        # An all-zero kernel (zero inputs, b_std = 0) has no scale: use an absolute one.
+        scale = mean_diag if mean_diag > 0 else 1.0
+
+        def factor(jitter: float):
+            chol = dynamics.cholesky(dynamics.add_diagonal(k, jitter) if jitter else k)
+            pivots = jnp.diag(chol) ** 2
+            ok = bool(jnp.all(jnp.isfinite(chol))) and float(jnp.min(pivots)) >= n * eps * scale
+            return chol, ok
+
+        chol, ok = factor(0.0)
+        if ok:
+            return chol, 0.0
+        zero = " (the kernel is zero: all-zero inputs with b_std=0?)" * (mean_diag == 0)
+        for jitter in sorted({max(rel, 10 * n * eps) * scale for rel in _JITTERS}):
+            chol, ok = factor(jitter)
+            if ok:
                 warnings.warn(
-                    f"The training kernel plus alpha={self.alpha} is not positive definite "
-                    f"(duplicate or nearly collinear samples?); added {rel * scale:.2e} "
-                    "(jitter) to its diagonal. Increase alpha to silence this warning.",
+                    f"The training kernel plus alpha={self._hyper['alpha']} is not numerically "
+                    f"positive definite{zero} (duplicate or nearly collinear samples?); added "
+                    f"{jitter:.2e} (jitter) to its diagonal. Increase alpha to silence this "
+                    "warning.",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=stacklevel,
                 )
-                return chol
+                return chol, jitter
+        float32 = ", or use float64" * (self._hyper["dtype"] == "float32")
         raise np.linalg.LinAlgError(
-            f"The training kernel plus alpha={self.alpha} is not positive definite, even with "
-            f"jitter up to {_JITTERS[-1] * scale:.2e} on its diagonal. Increase alpha (e.g. "
-            f"alpha={1e-4 * scale:.2e}), remove duplicate samples, or use float64."
+            f"The training kernel plus alpha={self._hyper['alpha']} is not positive "
+            f"definite{zero}, even with jitter up to {max(_JITTERS[-1], 10 * n * eps) * scale:.2e}"
+            f" on its diagonal. Increase alpha (e.g. alpha={1e-4 * scale:.2e}), or remove "
+            f"duplicate samples{float32}."
         )
 
     # -- predict -------------------------------------------------------------------------------
 
+    def _spectrum(self) -> dynamics.Spectrum:
+        """Eigendecomposition of the training kernel as fitted (jitter included)."""
+        if self._hyper["t"] is None:
+            k = dynamics.add_diagonal(jnp.asarray(self.train_kernel_), self.jitter_)
+            return dynamics.spectrum(k)
+        return dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
+
     def _apply(self, b: jax.Array, times: float | None) -> jax.Array:
-        """``A_t b`` with the fitted factorization (``times`` = ``t``, or ``2t``)."""
+        """``S A_t S b`` with the fitted factorization (``times`` = ``t``, or ``2t``)."""
+        s = None if self._sqrt_weight is None else jnp.asarray(self._sqrt_weight)[:, None]
+        if s is not None:
+            b = s * b
         if times is None:
-            return dynamics.cho_apply(jnp.asarray(self.chol_), b)
-        spec = dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
-        g = dynamics.gain(spec.evals, jnp.asarray([times]), self._rate(self.y_fit_))[0]
-        return dynamics.spectral_apply(spec, g, b)
+            out = dynamics.cho_apply(jnp.asarray(self.chol_), b)
+        else:
+            spec = dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
+            g = dynamics.gain(spec.evals, jnp.asarray([times]), self._rate_)[0]
+            out = dynamics.spectral_apply(spec, g, b)
+        return out if s is None else s * out
+
+    def _check_uncertainty(self) -> None:
+        if self._user_model():
+            raise ValueError(
+                "return_std, return_cov and sample_y are not available with kernel=(apply_fn, "
+                "params): the ensemble's covariance needs the NNGP of the initial outputs, which "
+                "one network does not give. Only the mean is; use kernel='empirical' or "
+                "'analytic' for uncertainty."
+            )
 
     def _posterior(self, X: np.ndarray, cov: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Mean ``(n*, k)`` and, with ``cov="full"`` the covariance, ``cov="diag"`` the variance.
 
         Means and variances are computed in chunks of test rows, so memory stays bounded.
+        Variances dominated by rounding are reported with a ``RuntimeWarning``.
         """
-        X = X.astype(self.dtype, copy=False)
+        if cov is not None:
+            self._check_uncertainty()
+        X = X.astype(self._hyper["dtype"], copy=False)
         n, n_test = self.X_fit_.shape[0], X.shape[0]
         itemsize = self._np_dtype().itemsize
         if cov == "full":
             check_memory((3 * n_test * n + 2 * n_test * n_test) * itemsize, "return_cov")
-            return self._posterior_chunk(X, full_cov=True)
+            mean, var, scale = self._posterior_chunk(X, full_cov=True)
+            self._warn_cancellation(np.diag(var), scale)
+            return mean, var
         chunks = [
             self._posterior_chunk(X[s : s + _PREDICT_CHUNK], full_cov=False, want=cov is not None)
             for s in range(0, n_test, _PREDICT_CHUNK)
         ]
         mean = np.concatenate([c[0] for c in chunks])
-        var = None if cov is None else np.concatenate([c[1] for c in chunks])
+        if cov is None:
+            return mean, None
+        var = np.concatenate([c[1] for c in chunks])
+        self._warn_cancellation(var, np.concatenate([c[2] for c in chunks]))
         return mean, var
+
+    def _warn_cancellation(self, var: np.ndarray, scale: np.ndarray) -> None:
+        """Warn where a variance is below the rounding error of the sum it is computed as."""
+        eps = np.finfo(self._np_dtype()).eps
+        noisy = var < _CANCELLATION * eps * scale
+        if noisy.any():
+            negative = int((var < 0).sum())
+            warnings.warn(
+                f"{int(noisy.sum())} of {var.size} predicted variances are dominated by rounding "
+                f"(below {_CANCELLATION:g}·eps times the terms they are the difference of; "
+                f"{negative} negative, set to 0) in {self._hyper['dtype']}: those standard "
+                "deviations are rounding noise, not uncertainty. Use dtype='float64', a larger "
+                "alpha, or a better conditioned kernel (smaller depth or w_std).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    def _cross(self, X: np.ndarray):
+        which = "between the inputs and the training inputs"
+        cross = self._computed(which, X, lambda: self._kernels(X, self.X_fit_))
+        for k in cross:
+            if k is not None:
+                self._check_finite(k, which, X)
+        return cross
 
     def _posterior_chunk(self, X: np.ndarray, full_cov: bool, want: bool = True):
         with self._scope():
-            cross = self._kernels(X, self.X_fit_)
-            k_cross = jnp.asarray(cross.nngp)
+            cross = self._cross(X)
             dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
             if not want:
-                return np.asarray(dyn_cross @ jnp.asarray(self.dual_coef_)), None
-            k_test = jnp.asarray(self._test_nngp(X, full_cov))
+                return np.asarray(dyn_cross @ jnp.asarray(self.dual_coef_)), None, None
+            k_cross = jnp.asarray(cross.nngp)
+            which = "between the inputs"
+            k_test = self._computed(which, X, lambda: self._test_nngp(X, full_cov))
+            self._check_finite(k_test, which, X)
+            k_test = jnp.asarray(k_test)
             y = jnp.asarray(self.y_fit_)
-            r = self._apply(dyn_cross.T, self.t)
+            t = self._hyper["t"]
+            r = self._apply(dyn_cross.T, t)
             if self._kernel == "ntk":
                 post = dynamics.ntk_posterior(
                     r, y, jnp.asarray(self.train_nngp_), k_cross, k_test, full_cov
                 )
             else:
-                r_2t = r if self.t is None else self._apply(k_cross.T, 2 * self.t)
+                r_2t = r if t is None else self._apply(k_cross.T, 2 * t)
                 post = dynamics.nngp_posterior(r, r_2t, y, k_cross, k_test, full_cov)
-            return np.asarray(post.mean), np.asarray(post.cov)
+            return np.asarray(post.mean), np.asarray(post.cov), np.asarray(post.scale)
 
-    def _trajectory(self, X: np.ndarray, times) -> np.ndarray:
-        """Means at many times from one eigendecomposition: shape ``(len(times), n*, k)``."""
-        X = X.astype(self.dtype, copy=False)
+    def _trajectory(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Means at many times from one eigendecomposition: shape ``(len(times), n*, k)``.
+
+        The same training kernel as ``predict`` (jitter included), so ``times = inf`` gives
+        ``predict``'s mean for ``t=None``.
+        """
+        X = X.astype(self._hyper["dtype"], copy=False)
+        n, n_test, n_out = self.X_fit_.shape[0], X.shape[0], self.y_fit_.shape[1]
+        itemsize = self._np_dtype().itemsize
+        # Result on device and host, gains, projections, cross kernels, eigendecomposition.
+        n_values = 2 * len(times) * n_test * n_out + len(times) * n + 3 * n_test * n + 2 * n * n
+        check_memory(
+            n_values * itemsize,
+            f"predict_trajectory at {len(times)} times for {n_test} samples",
+            ", or fewer times",
+        )
         with self._scope():
-            if self.t is None:
-                spec = dynamics.spectrum(jnp.asarray(self.train_kernel_))
-            else:
-                spec = dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
-            cross = self._kernels(X, self.X_fit_)
+            spec = self._spectrum()
+            cross = self._cross(X)
             dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
-            # mean(t) = Θ_* V diag(g_t) Vᵀ y: project once, then one product per time.
+            y = jnp.asarray(self.y_fit_)
+            if self._sqrt_weight is not None:
+                s = jnp.asarray(self._sqrt_weight)
+                dyn_cross, y = dyn_cross * s[None, :], y * s[:, None]
+            # mean(t) = Θ_* S V diag(g_t) Vᵀ S y: project once, then one product per time.
             proj = dyn_cross @ spec.evecs
-            coef = spec.evecs.T @ jnp.asarray(self.y_fit_)
-            g = dynamics.gain(spec.evals, jnp.asarray(times, self.dtype), self._rate(self.y_fit_))
+            coef = spec.evecs.T @ y
+            g = dynamics.gain(spec.evals, jnp.asarray(times, self._hyper["dtype"]), self._rate_)
+            g = dynamics.range_gain(spec, g)
             return np.asarray(jnp.einsum("ij,tj,jk->tik", proj, g, coef))
 
 

@@ -47,7 +47,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit on centred one-hot targets: ``1 - 1/C`` for the class, ``-1/C`` elsewhere.
 
         Parameters
@@ -55,6 +55,10 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Labels of any type (strings too).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample's share of the loss, as in
+            :class:`~sklearn.kernel_ridge.KernelRidge` (see the regressors' ``fit``); zero
+            weights drop samples.
 
         Returns
         -------
@@ -62,6 +66,8 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         """
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
+        self._setup()
+        w = self._sample_weight(sample_weight, X)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         n_classes = len(self.classes_)
@@ -71,7 +77,10 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
             )
         # Lee et al. 2018: regression on one-hot targets centred to zero mean (-1/C, 1 - 1/C).
         Y = np.eye(n_classes)[encoder.transform(y)] - 1.0 / n_classes
-        self._fit_dynamics(X, Y)
+        if w is not None:
+            keep = w > 0
+            X, Y, w = X[keep], Y[keep], w[keep]
+        self._fit_dynamics(X, Y, w)
         return self
 
     def decision_function(self, X):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-
+import jax.numpy as jnp
 import numpy as np
 from scipy.linalg import solve_triangular
 from sklearn.base import RegressorMixin, _fit_context
@@ -18,14 +17,17 @@ _PARAMS_DOC = """
     depth : int, default=1
         Number of hidden layers of the fully-connected network.
     activation : str or callable, default="relu"
-        See :func:`ntk_sklearn.kernels.fc_kernel` for the names with closed forms; a callable
-        (elementwise JAX function) uses quadrature.
+        See :func:`ntk_sklearn.kernels.fc_kernel` for the names with closed forms; names added
+        with :func:`~ntk_sklearn.kernels.register_activation` are accepted (checked in ``fit``).
+        A callable must be an elementwise, differentiable JAX function (``jnp.tanh``, not
+        ``np.tanh``), checked in ``fit``; it uses quadrature. Clones share the callable, so its
+        compiled kernels are reused.
     w_std : float, default=1.0
         Weight standard deviation (NTK parameterization, ``W ~ N(0, w_std² / fan_in)``).
     b_std : float, default=0.1
         Bias standard deviation.
     negative_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for negative inputs.
+        Slope of ``"leaky_relu"`` for negative inputs, ``|negative_slope| <= 1e6``.
     alpha : float, default=0.1
         Added to the diagonal of the training kernels (absolute units), as in
         :class:`~sklearn.kernel_ridge.KernelRidge` and
@@ -42,9 +44,11 @@ _PARAMS_DOC = """
         Centre and scale the targets to unit variance before fitting (as in
         :class:`~sklearn.gaussian_process.GaussianProcessRegressor`), and undo it on the
         predictions. ``False`` gives the infinite ensemble of the raw targets (prior mean 0).
-    dtype : {"float64", "float32"}, default="float64"
+    dtype : {"float64", "float32"}, np.float64 or np.float32, default="float64"
         Precision of all computation, applied in a scoped ``jax.enable_x64``: JAX's global
-        configuration is left as it is. ``"float32"`` halves memory and is faster.
+        configuration is left as it is. ``"float32"`` halves memory and is faster. NumPy's
+        types and dtypes (``np.float32``, ``np.dtype("float32")``) are accepted too. Numeric
+        parameters also accept 0-d NumPy or JAX arrays.
     block_size : int, default=None
         Tile size of the kernel computation (see :func:`~ntk_sklearn.kernels.fc_kernel`).
     kernel : {"analytic", "empirical"} or (apply_fn, params), default="analytic"
@@ -54,7 +58,10 @@ _PARAMS_DOC = """
         test inputs. A pair ``(apply_fn, params)``: the empirical NTK (and output-product NNGP)
         of your own JAX model at ``params`` (:func:`~ntk_sklearn.empirical.empirical_ntk`), used
         in the same formulas (the prediction of the linearised model with the initial outputs
-        averaged out).
+        averaged out). NTK estimators only, and the mean only: one network has no NNGP (the
+        product of its outputs is a rank-1 kernel), so the NNGP estimators refuse a pair and
+        ``return_std``, ``return_cov`` and ``sample_y`` raise ``ValueError``. The pair is shown
+        by ``repr`` as the function's name and the size of ``params``.
     width : int, default=512
         Hidden-layer width of the networks of ``kernel="empirical"``.
     n_samples : int, default=8
@@ -69,18 +76,24 @@ _ATTRIBUTES_DOC = """
     n_features_in_ : int
         Number of features seen during fit.
     X_fit_ : ndarray of shape (n_samples, n_features)
-        Training inputs (the kernel's second argument at predict time).
+        A copy of the training inputs (the kernel's second argument at predict time).
     y_fit_ : ndarray of shape (n_samples, n_targets)
         Training targets after normalisation.
     dual_coef_ : ndarray of shape (n_samples, n_targets)
-        ``A_t y``: the mean prediction is ``kernel(X, X_fit_) @ dual_coef_``.
+        ``A_t y`` (``S A_t S y`` with ``S = diag(√sample_weight)``): the mean prediction is
+        ``kernel(X, X_fit_) @ dual_coef_``.
     train_kernel_ : ndarray of shape (n_samples, n_samples)
         The kernel of the dynamics (NTK or NNGP) between training inputs, plus ``alpha`` on the
-        diagonal.
+        diagonal; with ``sample_weight`` ``w``, ``diag(√w) K diag(√w) + alpha·I``. Samples of
+        zero weight are dropped (from ``X_fit_`` and ``y_fit_`` too).
     chol_ : ndarray of shape (n_samples, n_samples)
-        Lower Cholesky factor of the training kernel (``t=None`` only).
+        Lower Cholesky factor of the training kernel plus ``jitter_`` (``t=None`` only).
     evals_, evecs_ : ndarray
-        Its eigendecomposition (finite ``t`` only).
+        Its eigendecomposition (finite ``t`` only); eigenvalues below the rounding error
+        ``n·eps·λ_max`` are exactly 0 (the null space, whose components are dropped).
+    jitter_ : float
+        Added to the training kernel's diagonal in fit when it was numerically singular
+        (``t=None``; with a ``RuntimeWarning``), else 0. ``predict_trajectory`` uses it too.
     kernel_seed_ : int
         Seed of the networks of ``kernel="empirical"`` (drawn from ``random_state`` in fit).
     y_train_mean_, y_train_std_ : ndarray of shape (n_targets,)
@@ -143,13 +156,20 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Compute the training kernels and factorize them once.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample's share of the loss, as in
+            :class:`~sklearn.kernel_ridge.KernelRidge`: at ``t=None`` the mean equals
+            ``KernelRidge(kernel="precomputed", alpha=alpha).fit(K, y, sample_weight)``; at
+            finite ``t`` it is gradient flow on ``0.5 · Σ w_i ‖f_i - y_i‖² / (n_targets · Σ w)``
+            (integer weights are repeated samples). Zero weights drop samples; ``normalize_y``
+            uses the weighted mean and standard deviation.
 
         Returns
         -------
@@ -158,33 +178,44 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         X, y = validate_data(
             self, X, y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32]
         )
+        self._setup()
+        w = self._sample_weight(sample_weight, X)
         Y = y.reshape(len(y), -1).astype(np.float64)
         self._y_1d = y.ndim == 1
+        if w is not None:
+            keep = w > 0
+            X, Y, w = X[keep], Y[keep], w[keep]
         if self.normalize_y:
-            self.y_train_mean_ = Y.mean(axis=0)
-            std = Y.std(axis=0)
-            self.y_train_std_ = np.where(std > 0, std, 1.0)
+            self.y_train_mean_, self.y_train_std_, Y = _normalize(Y, w)
         else:
             self.y_train_mean_ = np.zeros(Y.shape[1])
             self.y_train_std_ = np.ones(Y.shape[1])
-        self._fit_dynamics(X, (Y - self.y_train_mean_) / self.y_train_std_)
+        self._fit_dynamics(X, Y, w)
         return self
 
     def _validate_X(self, X):
         check_is_fitted(self)
         return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
 
-    def _unnormalize(self, mean, var=None):
-        mean = mean * self.y_train_std_ + self.y_train_mean_
+    def _unnormalize(self, mean, var=None, std=False):
+        """Undo ``normalize_y``: means, then standard deviations (``std``) or covariances."""
+        with np.errstate(over="ignore"):
+            mean = mean * self.y_train_std_ + self.y_train_mean_
+            if var is not None and std:  # variances (n*,) → std (n*,) or (n*, k)
+                var = np.outer(np.sqrt(np.maximum(var, 0)), self.y_train_std_)
+            elif var is not None:  # covariance (n*, n*) → (n*, n*, k)
+                var = var[..., None] * self.y_train_std_**2
+        for name, value in (("mean", mean), ("uncertainty", var)):
+            if value is not None and not np.isfinite(value).all():
+                raise ValueError(
+                    f"The predicted {name} overflows float64 once the target scale "
+                    f"(y_train_std_ up to {self.y_train_std_.max():.3g}) is applied: rescale y "
+                    "before fitting."
+                )
         if self._y_1d:
             mean = mean[:, 0]
-        if var is None:
-            return mean
-        if var.ndim == 1:  # variances (n*,) → (n*,) or (n*, k)
-            var = np.outer(np.maximum(var, 0), self.y_train_std_**2)
-            return mean, (var[:, 0] if self._y_1d else var)
-        cov = var[..., None] * self.y_train_std_**2  # covariance (n*, n*) → (n*, n*, k)
-        return mean, (cov[..., 0] if self._y_1d else cov)
+            var = None if var is None else var[..., 0]
+        return mean if var is None else (mean, var)
 
     def predict(self, X, return_std=False, return_cov=False):
         """Mean (and uncertainty) of the infinite ensemble at training time ``t``.
@@ -195,7 +226,10 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         return_std : bool, default=False
             Also return the standard deviation of the ensemble's outputs.
         return_cov : bool, default=False
-            Also return their covariance. At most one of the two.
+            Also return their covariance. At most one of the two. Neither is available with
+            ``kernel=(apply_fn, params)`` (``ValueError``): the covariance needs the NNGP of the
+            initial outputs, which one network does not give. A ``RuntimeWarning`` flags
+            variances dominated by rounding (negative ones are set to 0).
 
         Returns
         -------
@@ -212,14 +246,7 @@ optional
             return self._unnormalize(mean, cov)
         if return_std:
             mean, var = self._posterior(X, "diag")
-            if (var < 0).any():
-                warnings.warn(
-                    "Predicted variances smaller than 0 (rounding); setting them to 0.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-            mean, var = self._unnormalize(mean, var)
-            return mean, np.sqrt(var)
+            return self._unnormalize(mean, var, std=True)
         return self._unnormalize(self._posterior(X, None)[0])
 
     def predict_trajectory(self, X, times):
@@ -234,6 +261,13 @@ optional
         Returns
         -------
         y_mean : ndarray of shape (n_times, n_samples) or (n_times, n_samples, n_targets)
+            ``y_mean[i]`` is ``predict(X)`` of the model fitted with ``t=times[i]`` (``np.inf``:
+            ``t=None``, with the same jitter).
+
+        Raises
+        ------
+        MemoryError
+            When ``n_times × n_samples × n_targets`` values cannot fit in memory.
         """
         X = self._validate_X(X)
         means = self._trajectory(X, check_times(times))
@@ -254,6 +288,8 @@ optional
         y_samples : ndarray of shape (n_samples_X, n_samples) or \
 (n_samples_X, n_targets, n_samples)
         """
+        check_is_fitted(self)
+        self._check_uncertainty()
         rng = check_random_state(random_state)
         mean, cov = self.predict(X, return_cov=True)
         if mean.ndim == 1:
@@ -280,7 +316,8 @@ class NTKRegressor(_KernelRegressor):
         + """
     train_nngp_ : ndarray of shape (n_samples, n_samples)
         NNGP between training inputs (no ``alpha``): the covariance of the networks' initial
-        outputs, which enters the ensemble's covariance.
+        outputs, which enters the ensemble's covariance (not with ``kernel=(apply_fn,
+        params)``).
 
     See Also
     --------
@@ -298,6 +335,9 @@ class NTKRegressor(_KernelRegressor):
     True
     >>> model.set_params(t=10.0).fit(X, y).predict(X[:2]).shape
     (2,)
+    >>> w = np.where(X[:, 1] > 0, 2.0, 1.0)  # weight 2 counts a sample twice
+    >>> model.fit(X, y, sample_weight=w).predict_trajectory(X[:2], [1.0, np.inf]).shape
+    (2, 2)
     """
     )
 
@@ -340,16 +380,44 @@ class NNGPRegressor(_KernelRegressor):
     def log_marginal_likelihood(self) -> float:
         """Log marginal likelihood of the (normalised) training targets under the NNGP prior.
 
-        ``Σ_k [-½ y_kᵀ (K + αI)⁻¹ y_k - ½ log det(K + αI) - n/2 log 2π]``, summed over targets,
-        as :meth:`sklearn.gaussian_process.GaussianProcessRegressor.log_marginal_likelihood`.
+        ``Σ_k [-½ y_kᵀ C⁻¹ y_k - ½ log det C - n/2 log 2π]`` with ``C = K + α W⁻¹`` (``W`` the
+        sample weights; ``C = K + αI`` without), summed over targets, as
+        :meth:`sklearn.gaussian_process.GaussianProcessRegressor.log_marginal_likelihood`.
+        Computed from the Cholesky factor of ``S K S + αI = S C S``; a singular kernel gets the
+        same jitter (and warning) as :meth:`fit`.
+
+        Returns
+        -------
+        log_likelihood : float
         """
         check_is_fitted(self)
         chol = getattr(self, "chol_", None)
         if chol is None:
-            chol = np.linalg.cholesky(self.train_kernel_)
+            with self._scope():
+                chol = np.asarray(self._cholesky(jnp.asarray(self.train_kernel_), 3)[0])
         y = self.y_fit_.astype(np.float64)
         chol = chol.astype(np.float64)
-        w = solve_triangular(chol, y, lower=True)  # yᵀ K⁻¹ y = |L⁻¹ y|²
+        log_w = 0.0
+        if self._sqrt_weight is not None:
+            s = self._sqrt_weight.astype(np.float64)
+            y = s[:, None] * y
+            log_w = 2.0 * np.sum(np.log(s))  # log det C = log det(S C S) - Σ log w
+        w = solve_triangular(chol, y, lower=True)  # (Sy)ᵀ (SCS)⁻¹ (Sy) = |L⁻¹ S y|²
         n, k = y.shape
-        log_det = 2.0 * np.sum(np.log(np.diag(chol)))
+        log_det = 2.0 * np.sum(np.log(np.diag(chol))) - log_w
         return float(-0.5 * np.sum(w * w) - 0.5 * k * log_det - 0.5 * n * k * np.log(2 * np.pi))
+
+
+def _normalize(Y: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted mean and standard deviation per column (1 where constant), and normalised ``Y``.
+
+    Computed on ``Y / 2^e`` with ``2^e`` near ``max |Y|`` (exact scaling), so that targets near
+    float64's range (1e200) do not overflow when squared.
+    """
+    top = np.abs(Y).max(axis=0)
+    power = np.ldexp(1.0, np.frexp(np.where(top > 0, top, 1.0))[1] - 1)  # ≤ top < 2·power
+    Z = Y / power
+    mean = np.average(Z, axis=0, weights=w)
+    std = np.sqrt(np.average((Z - mean) ** 2, axis=0, weights=w))
+    std = np.where(std > 0, std, 1.0 / power)  # a constant target is centred, not scaled
+    return mean * power, std * power, (Z - mean) / std

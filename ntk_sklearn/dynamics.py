@@ -18,6 +18,14 @@ NNGP dynamics: ``Θ`` replaced by ``K``, where the covariance simplifies to
 ``A_t`` is applied through a factorization computed once: a Cholesky factor at ``t = ∞`` and an
 eigendecomposition ``Θ = V diag(λ) Vᵀ`` for finite times, where
 ``A_t = V diag(g_t(λ)) Vᵀ`` with ``g_t(λ) = (1 - e^{-η t λ / m}) / λ``.
+
+Null space. Eigenvalues below the eigensolver's rounding error, ``λ < n·eps·λ_max``, are set to
+exactly 0 (there ``g_t = η t / m``, the exact gain). In exact arithmetic such an eigenvector ``v``
+has ``Θ_* v = 0`` and ``K_* v = 0`` (the joint kernel of training and test inputs is positive
+semi-definite, and ``null(Θ) ⊂ null(K)``), so its component contributes nothing to any prediction
+at any time; computed, the component is rounding noise that ``g_t`` would amplify without bound
+(``η t / m`` at ``t = 10³⁰``). :func:`spectral_apply` therefore drops it: the dynamics are the
+exact ones, restricted to the range of ``Θ``.
 """
 
 from __future__ import annotations
@@ -49,9 +57,14 @@ def cholesky(k: jax.Array) -> jax.Array:
 
 @jax.jit
 def spectrum(k: jax.Array) -> Spectrum:
-    """Eigendecomposition of a symmetric PSD kernel; rounding-negative eigenvalues set to 0."""
+    """Eigendecomposition of a symmetric PSD kernel; eigenvalues that are rounding noise set to 0.
+
+    ``λ < n·eps·λ_max`` (negative ones included) is below the backward error of ``eigh``: those
+    eigenvalues are set to exactly 0, the null space (see the module docstring).
+    """
     evals, evecs = jnp.linalg.eigh(k)
-    return Spectrum(jnp.maximum(evals, 0.0), evecs)
+    tol = k.shape[0] * jnp.finfo(k.dtype).eps * jnp.max(evals)
+    return Spectrum(jnp.where(evals < tol, 0.0, evals), evecs)
 
 
 def gain(evals: jax.Array, times: jax.Array, rate) -> jax.Array:
@@ -72,17 +85,28 @@ def cho_apply(chol: jax.Array, b: jax.Array) -> jax.Array:
     return jax.scipy.linalg.cho_solve((chol, True), b)
 
 
+def range_gain(spec: Spectrum, g: jax.Array) -> jax.Array:
+    """Gains ``g`` of shape ``(..., n)`` with those of the null space (``λ = 0``) dropped."""
+    return jnp.where(spec.evals > 0, g, 0.0)
+
+
 @jax.jit
 def spectral_apply(spec: Spectrum, g: jax.Array, b: jax.Array) -> jax.Array:
-    """``A_t b = V diag(g) Vᵀ b`` for one vector of gains ``g``."""
-    return spec.evecs @ (g[:, None] * (spec.evecs.T @ b))
+    """``A_t b = V diag(g) Vᵀ b`` for one vector of gains ``g``, on the range of ``Θ`` only."""
+    return spec.evecs @ (range_gain(spec, g)[:, None] * (spec.evecs.T @ b))
 
 
 class Posterior(NamedTuple):
-    """Mean ``(n*, k)`` and covariance ``(n*, n*)`` or variance ``(n*,)`` of the test outputs."""
+    """Mean ``(n*, k)`` and covariance ``(n*, n*)`` or variance ``(n*,)`` of the test outputs.
+
+    ``scale`` ``(n*,)``: the sum of the absolute values of the terms whose sum is each variance;
+    rounding errors of the variance are of order ``eps·scale``, so a variance not much larger
+    than that is dominated by cancellation.
+    """
 
     mean: jax.Array
     cov: jax.Array | None
+    scale: jax.Array | None = None
 
 
 def ntk_posterior(
@@ -102,10 +126,14 @@ def ntk_posterior(
     if k_test is None:
         return Posterior(mean, None)
     kr = k_train @ r
+    quad = jnp.sum(r * kr, 0)  # diag(Rᵀ K R)
+    cross_diag = jnp.sum(r * k_cross.T, 0)  # diag(K_* R)
+    prior = jnp.diag(k_test) if full_cov else k_test
+    scale = jnp.abs(prior) + jnp.abs(quad) + 2.0 * jnp.abs(cross_diag)
     if full_cov:
         cross = k_cross @ r
-        return Posterior(mean, k_test + r.T @ kr - cross - cross.T)
-    return Posterior(mean, k_test + jnp.sum(r * kr, 0) - 2.0 * jnp.sum(r * k_cross.T, 0))
+        return Posterior(mean, k_test + r.T @ kr - cross - cross.T, scale)
+    return Posterior(mean, k_test + quad - 2.0 * cross_diag, scale)
 
 
 def nngp_posterior(
@@ -123,6 +151,9 @@ def nngp_posterior(
     mean = r.T @ y
     if k_test is None:
         return Posterior(mean, None)
+    explained = jnp.sum(k_cross.T * r_2t, 0)  # diag(K_* R₂)
+    prior = jnp.diag(k_test) if full_cov else k_test
+    scale = jnp.abs(prior) + jnp.abs(explained)
     if full_cov:
-        return Posterior(mean, k_test - k_cross @ r_2t)
-    return Posterior(mean, k_test - jnp.sum(k_cross.T * r_2t, 0))
+        return Posterior(mean, k_test - k_cross @ r_2t, scale)
+    return Posterior(mean, k_test - explained, scale)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import jax
+import jax.numpy as jnp
 import joblib
 import numpy as np
 import pytest
@@ -16,7 +17,14 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegressor, _base, _memory
+from ntk_sklearn import (
+    NNGPClassifier,
+    NNGPRegressor,
+    NTKClassifier,
+    NTKRegressor,
+    _memory,
+    dynamics,
+)
 from ntk_sklearn.kernels import fc_kernel
 
 REGRESSORS = {"ntk": NTKRegressor, "nngp": NNGPRegressor}
@@ -244,6 +252,8 @@ def test_inputs_not_modified():
         {"learning_rate": 0.0},
         {"depth": -1},
         {"w_std": 0.0},
+        {"w_std": "1"},
+        {"negative_slope": 1e200},
         {"activation": "swish!"},
         {"dtype": "float16"},
         {"block_size": 0},
@@ -266,9 +276,10 @@ def test_singular_kernel_gets_jitter_with_warning():
 
 
 def test_unfixable_kernel_raises_linalg_error(monkeypatch):
-    monkeypatch.setattr(_base, "_JITTERS", (1e-300,))  # jitter too small to help
+    # A factorization that always fails: no jitter helps.
+    monkeypatch.setattr(dynamics, "cholesky", lambda k: jnp.full_like(k, jnp.nan))
     x = np.repeat(np.random.default_rng(8).normal(size=(4, 3)), 2, axis=0)
-    with pytest.raises(np.linalg.LinAlgError, match="Increase alpha"):
+    with pytest.raises(np.linalg.LinAlgError, match=r"Increase alpha \(e.g. alpha=\d"):
         NNGPRegressor(alpha=0.0).fit(x, np.arange(8.0))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.kernel_ridge import KernelRidge
 
-from ntk_sklearn import NNGPRegressor, NTKClassifier, NTKRegressor
+from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegressor
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +78,20 @@ def test_user_model_ntk_regression_is_kernel_ridge_on_its_jacobian(data):
     ridge = KernelRidge(kernel="precomputed", alpha=1e-3).fit(j_train @ j_train.T, y)
     model = NTKRegressor(kernel=(apply_fn, params), alpha=1e-3, normalize_y=False).fit(x, y)
     np.testing.assert_allclose(model.predict(x_test), ridge.predict(j_test @ j_train.T), rtol=1e-8)
-    mean, std = model.predict(x_test, return_std=True)
-    assert np.isfinite(std).all()
+    # The ensemble's covariance needs an NNGP, which one network does not give: refused.
+    with pytest.raises(ValueError, match="not available with kernel=\\(apply_fn, params\\)"):
+        model.predict(x_test, return_std=True)
+    with pytest.raises(ValueError, match="not available"):
+        model.sample_y(x_test)
 
 
-def test_user_model_in_nngp_and_classifier(data):
-    x, y, x_test = data
-    model = NNGPRegressor(kernel=_user_model(), alpha=1e-2).fit(x, y)
-    assert model.predict(x_test).shape == (8,)
+def test_user_model_in_classifier_and_refused_by_nngp(data):
+    x, y, _ = data
     clf = NTKClassifier(kernel=_user_model(), alpha=1e-3).fit(x, y > 0)
     assert clf.score(x, y > 0) > 0.9
+    for cls in (NNGPRegressor, NNGPClassifier):
+        with pytest.raises(ValueError, match="rank-1 kernel, not the NNGP"):
+            cls(kernel=_user_model(), alpha=1e-2).fit(x, y > 0)
 
 
 @pytest.mark.parametrize("kernel", [(1, 2), (lambda p, x: x,), ("a", "b", "c")])
