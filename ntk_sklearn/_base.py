@@ -29,8 +29,9 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import _check_sample_weight
 
 from ntk_sklearn import _memory, dynamics
+from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
-from ntk_sklearn.kernels import available_activations, fc_kernel, fc_kernel_diag
+from ntk_sklearn.kernels import Serial, available_activations
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
 #: least ``10·n·eps``, the rounding error of the Cholesky factorization).
@@ -115,7 +116,12 @@ class NeuralKernelBase(BaseEstimator):
     _kernel: str = "ntk"
 
     _parameter_constraints: dict = {
+        "architecture": [StrOptions(set(ARCHITECTURES))],
         "depth": [Interval(Integral, 0, None, closed="left")],
+        "image_shape": [tuple, list, None],
+        "filter_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "layers": [Serial, None],
         # Names are checked in fit against the live registry (register_activation adds names).
         "activation": [str, callable],
         "w_std": [Interval(Real, 0, None, closed="neither")],
@@ -187,6 +193,15 @@ class NeuralKernelBase(BaseEstimator):
 
     def _check_kernel(self) -> None:
         """Validate ``kernel``; for ``"empirical"`` draw the seed of its networks once."""
+        p = self._hyper
+        if self.kernel != "analytic" and (p["architecture"] != "fc" or p["layers"] is not None):
+            raise ValueError(
+                f"architecture={p['architecture']!r} and layers= need kernel='analytic': the "
+                "finite-width kernels (kernel='empirical' or your own model) are of a "
+                "fully-connected network or of the model you pass."
+            )
+        if p["kernel"] == "analytic":
+            self._stack()  # a clear error for an architecture that cannot be built
         if self._user_model():
             if len(self.kernel) != 2 or not callable(self.kernel[0]):
                 raise ValueError(
@@ -287,16 +302,43 @@ class NeuralKernelBase(BaseEstimator):
                 get=names,
                 **self._kernel_kwargs(),
             )
-        return fc_kernel(
-            x1, x2, get=names, block_size=self._hyper["block_size"], **self._kernel_kwargs()
+        return self._stack()(
+            self._rows(x1),
+            None if x2 is None else self._rows(x2),
+            get=names,
+            block_size=self._hyper["block_size"],
+        )
+
+    def _stack(self) -> Serial:
+        """The analytic kernel's stack (:func:`~ntk_sklearn.architectures.make_stack`)."""
+        p = self._hyper
+        return make_stack(
+            p["architecture"],
+            depth=p["depth"],
+            activation=p["activation"],
+            w_std=p["w_std"],
+            b_std=p["b_std"],
+            negative_slope=float(p["negative_slope"]),
+            image_shape=p["image_shape"],
+            filter_size=p["filter_size"],
+            pooling=p["pooling"],
+            layers=p["layers"],
+        )
+
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        """The rows of a 2-D ``X`` as the stack's inputs (images when it takes images)."""
+        p = self._hyper
+        return reshape_inputs(
+            x, architecture=p["architecture"], image_shape=p["image_shape"], layers=p["layers"]
         )
 
     def _test_nngp(self, x: np.ndarray, full: bool) -> np.ndarray:
         """NNGP between test rows (``full``), or its diagonal, the prior variances."""
         if self.kernel == "analytic":
+            stack = self._stack()
             if full:
-                return fc_kernel(x, get="nngp", **self._kernel_kwargs())
-            return fc_kernel_diag(x, get="nngp", **self._kernel_kwargs())
+                return stack(self._rows(x), get="nngp")
+            return stack.diag(self._rows(x), get="nngp")
         k = self._kernels(x, names=("nngp",)).nngp
         return k if full else np.diag(k).copy()
 

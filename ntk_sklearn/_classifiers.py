@@ -16,8 +16,13 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
     def __init__(
         self,
         *,
+        architecture="fc",
         depth=1,
         activation="relu",
+        image_shape=None,
+        filter_size=3,
+        pooling="flatten",
+        layers=None,
         w_std=1.0,
         b_std=0.1,
         negative_slope=0.01,
@@ -31,8 +36,13 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         n_samples=8,
         random_state=None,
     ):
+        self.architecture = architecture
         self.depth = depth
         self.activation = activation
+        self.image_shape = image_shape
+        self.filter_size = filter_size
+        self.pooling = pooling
+        self.layers = layers
         self.w_std = w_std
         self.b_std = b_std
         self.negative_slope = negative_slope

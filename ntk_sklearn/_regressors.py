@@ -14,14 +14,32 @@ from ntk_sklearn._base import NeuralKernelBase, check_times
 _PARAMS_DOC = """
     Parameters
     ----------
+    architecture : {"fc", "conv", "myrtle"}, default="fc"
+        The network (:func:`ntk_sklearn.architectures.make_stack`): fully connected; ``depth``
+        3x3 (``filter_size``) "SAME" convolutions then ``pooling``; or Myrtle (convolutions in
+        three groups with 2x2 average pooling between them, global average pooling at the end).
+        The convolutional ones need ``image_shape``.
     depth : int, default=1
-        Number of hidden layers of the fully-connected network.
+        Number of hidden layers (fully connected), of convolutions (``"conv"``), or of
+        convolutions in all (``"myrtle"``, at least 3).
     activation : str or callable, default="relu"
         See :func:`ntk_sklearn.kernels.fc_kernel` for the names with closed forms; names added
         with :func:`~ntk_sklearn.kernels.register_activation` are accepted (checked in ``fit``).
         A callable must be an elementwise, differentiable JAX function (``jnp.tanh``, not
         ``np.tanh``), checked in ``fit``; it uses quadrature. Clones share the callable, so its
         compiled kernels are reused.
+    image_shape : (int, int, int), default=None
+        ``(height, width, channels)``: each row of ``X`` is an image in that (NHWC, C-order)
+        layout, as ``X_images.reshape(n, -1)`` gives. Required by convolutional architectures.
+    filter_size : int or (int, int), default=3
+        Convolution filter of ``"conv"`` and ``"myrtle"``.
+    pooling : {"flatten", "gap"}, default="flatten"
+        Readout of ``"conv"``: ``Flatten`` (same-pixel covariances only, ``O(H·W)`` per pair of
+        samples) or global average pooling (all pixel pairs, ``O((H·W)²)``: much slower).
+    layers : Serial, default=None
+        A custom stack from :func:`ntk_sklearn.kernels.serial` (images when ``image_shape`` is
+        given); its ``Dense``/``Conv`` layers get ``w_std``/``b_std``. Overrides
+        ``architecture``, ``depth``, ``activation``, ``filter_size`` and ``pooling``.
     w_std : float, default=1.0
         Weight standard deviation (NTK parameterization, ``W ~ N(0, w_std² / fan_in)``).
     b_std : float, default=0.1
@@ -118,8 +136,13 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
     def __init__(
         self,
         *,
+        architecture="fc",
         depth=1,
         activation="relu",
+        image_shape=None,
+        filter_size=3,
+        pooling="flatten",
+        layers=None,
         w_std=1.0,
         b_std=0.1,
         negative_slope=0.01,
@@ -134,8 +157,13 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         n_samples=8,
         random_state=None,
     ):
+        self.architecture = architecture
         self.depth = depth
         self.activation = activation
+        self.image_shape = image_shape
+        self.filter_size = filter_size
+        self.pooling = pooling
+        self.layers = layers
         self.w_std = w_std
         self.b_std = b_std
         self.negative_slope = negative_slope

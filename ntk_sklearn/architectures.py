@@ -1,0 +1,294 @@
+"""Named network architectures as kernel stacks, built from a few scikit-learn-style parameters.
+
+:func:`make_stack` is the one place where ``architecture``, ``depth``, ``activation``,
+``image_shape``, ``filter_size``, ``pooling`` or a custom ``layers`` stack become a
+:class:`~ntk_sklearn.kernels.Serial`; :func:`reshape_inputs` turns the 2-D ``X`` that
+scikit-learn passes around into the rows that stack takes (vectors or NHWC images). Every weight
+and bias layer of a stack carries the same ``w_std`` and ``b_std``.
+
+Architectures (``act`` is ``Activation(activation, negative_slope, quadrature_points)``):
+
+* ``"fc"``: ``[Dense(w_std, b_std), act] * depth + [Dense(w_std, b_std)]`` on the rows of ``X``
+  (:func:`~ntk_sklearn.kernels.fc_stack`); an ``image_shape``, if given, only checks the number
+  of features.
+* ``"conv"``: ``[Conv(filter_size, SAME, w_std, b_std), act] * depth``, then ``Flatten()``
+  (``pooling="flatten"``) or ``GlobalAvgPool()`` (``pooling="gap"``), then
+  ``Dense(w_std, b_std)``, on the rows of ``X`` reshaped to ``image_shape = (H, W, C)``.
+* ``"myrtle"`` (Shankar et al. 2020, simplified): ``depth >= 3`` convolutions
+  ``[Conv(filter_size, SAME, w_std, b_std), act]`` in three groups of sizes ``depth // 3`` plus
+  one for the first ``depth % 3`` groups (``depth`` 4, 6, 9 give Myrtle-5, 7, 10's ``[2, 1, 1]``,
+  ``[2, 2, 2]``, ``[3, 3, 3]``), ``AvgPool((2, 2))`` between groups, then ``GlobalAvgPool()``
+  and ``Dense(w_std, b_std)``. ``pooling`` does not apply (the readout is always the global
+  average); images need at least 4 x 4 pixels.
+* ``layers=``: a custom :class:`~ntk_sklearn.kernels.Serial`, whose ``Dense``/``Conv`` layers get
+  ``w_std`` and ``b_std`` in place of their own (the other layers are kept as they are);
+  ``architecture``, ``depth``, ``activation``, ``filter_size`` and ``pooling`` are then ignored.
+  It takes images when ``image_shape`` is given, vectors otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ntk_sklearn._validation import InvalidArgumentError, as_matrix, check_int
+from ntk_sklearn.kernels import (
+    Activation,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    Serial,
+    fc_stack,
+    serial,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "POOLINGS",
+    "make_stack",
+    "replace_stds",
+    "reshape_inputs",
+    "takes_images",
+]
+
+#: Names accepted by ``architecture``.
+ARCHITECTURES = ("fc", "conv", "myrtle")
+#: Names accepted by ``pooling`` (the readout of ``architecture="conv"``).
+POOLINGS = ("flatten", "gap")
+#: Groups of convolutions of the Myrtle architecture, separated by 2 x 2 average pooling.
+_MYRTLE_GROUPS = 3
+
+
+def _check_architecture(architecture) -> str:
+    if architecture not in ARCHITECTURES:
+        raise InvalidArgumentError(
+            f"architecture must be one of {ARCHITECTURES}; got {architecture!r}."
+        )
+    return architecture
+
+
+def _check_image_shape(image_shape) -> tuple[int, int, int] | None:
+    if image_shape is None:
+        return None
+    try:
+        items = tuple(image_shape)
+    except TypeError:
+        items = ()
+    if len(items) != 3 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in items
+    ):
+        raise InvalidArgumentError(
+            "image_shape must be None or three positive integers (height, width, channels); "
+            f"got {image_shape!r}."
+        )
+    return int(items[0]), int(items[1]), int(items[2])
+
+
+def takes_images(architecture: str = "fc", image_shape=None, layers: Serial | None = None) -> bool:
+    """Whether the stack of these parameters takes images (NHWC) rather than vectors.
+
+    Images: ``architecture`` ``"conv"`` or ``"myrtle"``, or a custom ``layers`` stack with an
+    ``image_shape``. An ``"fc"`` network takes the rows of ``X`` as they are.
+
+    Examples
+    --------
+    >>> from ntk_sklearn.architectures import takes_images
+    >>> takes_images("fc", (8, 8, 1)), takes_images("conv", (8, 8, 1))
+    (False, True)
+    """
+    if layers is not None:
+        return image_shape is not None
+    return _check_architecture(architecture) != "fc"
+
+
+def reshape_inputs(
+    X,
+    *,
+    architecture: str = "fc",
+    image_shape: tuple[int, int, int] | None = None,
+    layers: Serial | None = None,
+    name: str = "X",
+) -> np.ndarray:
+    """The rows of a 2-D ``X`` as the inputs of the stack of these parameters.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Finite numeric values.
+    architecture, image_shape, layers
+        As in :func:`make_stack`. Images are NHWC: each row of ``X`` is reshaped in C order to
+        ``image_shape = (height, width, channels)`` (``n_features`` must be their product).
+    name : str, default="X"
+        The argument's name in error messages.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features) or (n_samples, height, width, channels)
+        A view of ``X`` when possible (nothing is copied or modified).
+
+    Raises
+    ------
+    ValueError
+        When ``X`` is not a finite, non-empty, 2-D numeric array, when images are needed but
+        ``image_shape`` is None, or when ``n_features`` differs from the product of
+        ``image_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.architectures import reshape_inputs
+    >>> reshape_inputs(np.zeros((5, 12)), architecture="conv", image_shape=(2, 3, 2)).shape
+    (5, 2, 3, 2)
+    """
+    x = as_matrix(X, name)
+    _check_features(x.shape[1], architecture, _check_image_shape(image_shape), layers, name)
+    if not takes_images(architecture, image_shape, layers):
+        return x
+    return x.reshape(x.shape[0], *image_shape)
+
+
+def _check_features(n_features, architecture, image_shape, layers, name: str) -> None:
+    if takes_images(architecture, image_shape, layers) and image_shape is None:
+        raise InvalidArgumentError(
+            f"architecture={architecture!r} takes images: give image_shape=(height, width, "
+            f"channels), the shape each row of {name} is reshaped to (C order, NHWC)."
+        )
+    if image_shape is not None and n_features is not None:
+        expected = math.prod(image_shape)
+        if n_features != expected:
+            raise ValueError(
+                f"{name} has {n_features} features but image_shape={image_shape} needs "
+                f"{expected} (height * width * channels): fix image_shape or the columns of "
+                f"{name}."
+            )
+
+
+def replace_stds(stack: Serial, w_std, b_std) -> Serial:
+    """``stack`` with ``w_std`` and ``b_std`` in every ``Dense`` and ``Conv`` layer.
+
+    The stds may be JAX tracers (inside ``jax.jit``/``jax.grad``); other layers are kept.
+
+    Examples
+    --------
+    >>> from ntk_sklearn.architectures import replace_stds
+    >>> from ntk_sklearn.kernels import Dense, Relu, serial
+    >>> replace_stds(serial(Dense(2.0), Relu(), Dense()), 1.5, 0.1)
+    serial(Dense(w_std=1.5, b_std=0.1), \
+Activation(activation='relu', negative_slope=0.01, quadrature_points=64), \
+Dense(w_std=1.5, b_std=0.1))
+    """
+    return serial(
+        *(
+            dataclasses.replace(layer, w_std=w_std, b_std=b_std)
+            if isinstance(layer, (Dense, Conv))
+            else layer
+            for layer in stack.layers
+        )
+    )
+
+
+def make_stack(
+    architecture: str = "fc",
+    *,
+    depth: int = 1,
+    activation: str | Callable = "relu",
+    w_std: float = 1.0,
+    b_std: float = 0.0,
+    negative_slope: float = 0.01,
+    quadrature_points: int = 64,
+    image_shape: tuple[int, int, int] | None = None,
+    filter_size: int | tuple[int, int] = 3,
+    pooling: str = "flatten",
+    layers: Serial | None = None,
+    n_features: int | None = None,
+) -> Serial:
+    """The kernel stack of a named architecture (see the module docstring for each one).
+
+    Parameters
+    ----------
+    architecture : {"fc", "conv", "myrtle"}, default="fc"
+        Fully-connected, convolutional, or Myrtle (convolutions with pooling between groups).
+    depth : int, default=1
+        Hidden layers (``"fc"``, ``"conv"``: ``>= 0``) or convolutions (``"myrtle"``: ``>= 3``).
+    activation : str or callable, default="relu"
+        A name of :func:`~ntk_sklearn.kernels.available_activations` or an elementwise JAX
+        function.
+    w_std, b_std : float
+        Weight and bias standard deviations (``>= 0``) of every ``Dense``/``Conv`` layer. JAX
+        tracers are accepted (to differentiate the kernel with respect to them).
+    negative_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for negative inputs.
+    quadrature_points : int, default=64
+        Nodes per dimension of the quadrature of activations without a closed form.
+    image_shape : (int, int, int), default=None
+        ``(height, width, channels)`` of one image; required by ``"conv"`` and ``"myrtle"``.
+    filter_size : int or (int, int), default=3
+        Convolution filter of ``"conv"`` and ``"myrtle"`` (``3`` means ``(3, 3)``).
+    pooling : {"flatten", "gap"}, default="flatten"
+        Readout of ``"conv"``: ``Flatten()`` or ``GlobalAvgPool()`` before the last ``Dense``.
+    layers : Serial, default=None
+        A custom stack; its ``Dense``/``Conv`` stds are replaced by ``w_std``/``b_std``.
+    n_features : int, default=None
+        Columns of the 2-D ``X`` the stack will see, checked against ``image_shape``.
+
+    Returns
+    -------
+    Serial
+        Its rows are vectors, or images of ``image_shape`` (see :func:`reshape_inputs`).
+
+    Raises
+    ------
+    ValueError or TypeError
+        Naming the argument: an unknown architecture, pooling or activation, a negative depth
+        (``< 3`` for Myrtle), a missing or malformed ``image_shape`` or one inconsistent with
+        ``n_features``, a filter or pooling that does not fit the images, negative stds.
+
+    Examples
+    --------
+    >>> from ntk_sklearn.architectures import make_stack
+    >>> stack = make_stack("conv", depth=1, image_shape=(8, 8, 1), pooling="gap", w_std=1.4)
+    >>> [type(layer).__name__ for layer in stack.layers]
+    ['Conv', 'Activation', 'GlobalAvgPool', 'Dense']
+    >>> len(make_stack("myrtle", depth=4, image_shape=(8, 8, 3)).layers)  # Myrtle-5
+    12
+    """
+    image_shape = _check_image_shape(image_shape)
+    if layers is not None:
+        if not isinstance(layers, Serial):
+            raise InvalidArgumentError(
+                "layers must be None or a stack from ntk_sklearn.kernels.serial(...); got "
+                f"{layers!r} ({type(layers).__name__})."
+            )
+        stack = replace_stds(layers, w_std, b_std)
+    else:
+        act = (activation, negative_slope, quadrature_points)
+        stack = _named_stack(
+            _check_architecture(architecture), depth, act, w_std, b_std, filter_size, pooling
+        )
+    _check_features(n_features, architecture, image_shape, layers, "X")
+    row_shape = image_shape if takes_images(architecture, image_shape, layers) else (1,)
+    stack.layouts(row_shape)  # a ValueError naming the first layer that does not fit
+    return stack
+
+
+def _named_stack(architecture, depth, act, w_std, b_std, filter_size, pooling) -> Serial:
+    if architecture == "fc":
+        return fc_stack(depth, act[0], w_std, b_std, *act[1:])
+    act = Activation(*act)
+    if pooling not in POOLINGS:
+        raise InvalidArgumentError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
+    block = [Conv(filter_size, padding="SAME", w_std=w_std, b_std=b_std), act]
+    if architecture == "conv":
+        depth = check_int(depth, "depth (number of convolutional layers)")
+        readout = Flatten() if pooling == "flatten" else GlobalAvgPool()
+        return serial(*block * depth, readout, Dense(w_std, b_std))
+    depth = check_int(depth, "depth (number of convolutions of the Myrtle network)", low=3)
+    groups = [depth // _MYRTLE_GROUPS + (g < depth % _MYRTLE_GROUPS) for g in range(3)]
+    pool = AvgPool((2, 2))
+    convs = [serial(*block * count) for count in groups]
+    return serial(convs[0], pool, convs[1], pool, convs[2], GlobalAvgPool(), Dense(w_std, b_std))
