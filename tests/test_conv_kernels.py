@@ -394,3 +394,22 @@ def test_python_branching_activation_is_refused():
 
 def test_jax_scalar_hyperparameters_are_accepted():
     assert Dense(jnp.asarray(1.5), np.float32(0.1)) == Dense(1.5, float(np.float32(0.1)))
+
+
+def test_repeated_layers_run_as_a_loop_equal_the_unrolled_stack(monkeypatch):
+    """Runs of identical groups (with or without hyperparameters) go through lax.scan."""
+    from ntk_sklearn.kernels import _serial
+
+    x = np.random.default_rng(8).normal(size=(5, 6))
+    stacks = [
+        serial(Dense(1.2), Relu(), Relu(), Relu(), Dense(1.2)),
+        serial(*[Dense(1.3, 0.1), Erf()] * 5, Dense(1.3, 0.1)),
+        serial(*[Conv(w_std=1.4), Relu()] * 4, Flatten(), Dense(1.4)),
+    ]
+    images = np.random.default_rng(8).normal(size=(3, 5, 5, 2))
+    looped = [s(images if i == 2 else x) for i, s in enumerate(stacks)]
+    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS", 10**6)
+    jax.clear_caches()
+    for i, s in enumerate(stacks):
+        unrolled = s(images if i == 2 else x)
+        np.testing.assert_allclose(looped[i].ntk, unrolled.ntk, rtol=1e-12)

@@ -31,7 +31,7 @@ from ntk_sklearn.kernels._quadrature import (
     quadrature_diag_expectations,
     quadrature_expectations,
 )
-from ntk_sklearn.kernels._trig import atan, atan_nonneg
+from ntk_sklearn.kernels._trig import angle, atan
 
 Expectations = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 DiagExpectations = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -88,42 +88,50 @@ def safe_sqrt(q: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, q, 1.0)), 0.0)
 
 
+def inv_sqrt(q: jax.Array) -> jax.Array:
+    """``1/sqrt(q)``, and 0 (with derivative 0) where ``q == 0``."""
+    positive = q > 0
+    return jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, q, 1.0)), 0.0)
+
+
 def correlation(q1: jax.Array, q2: jax.Array, c: jax.Array) -> jax.Array:
-    """``ρ = c / sqrt(q1 q2)`` clipped to [-1, 1]; 0 where a variance is 0 (then ``c = 0``)."""
-    positive = (q1 > 0) & (q2 > 0)
-    norm = jnp.where(positive, safe_sqrt(q1) * safe_sqrt(q2), 1.0)
-    return jnp.where(positive, jnp.clip(c / norm, -1.0, 1.0), 0.0)
+    """``ρ = c / sqrt(q1 q2)`` clipped to [-1, 1]; 0 where a variance is 0 (then ``c = 0``).
+
+    The reciprocal square roots are taken of ``q1`` and ``q2`` as given (per row when they
+    broadcast), so that a tile costs two multiplications per entry, not a division.
+    """
+    return jnp.clip(c * inv_sqrt(q1) * inv_sqrt(q2), -1.0, 1.0)
+
+
+def _sin_and_angle(rho: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``sin θ = sqrt((1 - ρ)(1 + ρ))`` and ``θ = atan2(sin θ, ρ)``, accurate at both ends.
+
+    ``1 - ρ`` and ``1 + ρ`` are exact near ``ρ = ±1`` (Sterbenz), unlike ``1 - ρ²``.
+    """
+    sin = jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+    return sin, angle(sin, rho)
+
+
+def _reciprocal(sin: jax.Array) -> jax.Array:
+    """``1 / sin θ``, taken as 0 at ``ρ = ±1`` (see :func:`arccos`)."""
+    return jnp.where(sin > 0, 1.0 / jnp.where(sin > 0, sin, 1.0), 0.0)
 
 
 @jax.custom_jvp
 def arccos(rho: jax.Array) -> jax.Array:
-    """``θ = arccos ρ = 2 atan(sqrt((1 - ρ) / (1 + ρ)))``, accurate at both ends.
+    """``θ = arccos ρ``, accurate at both ends (see :func:`_sin_and_angle`).
 
-    ``1 - ρ`` and ``1 + ρ`` are exact near ``ρ = ±1`` (Sterbenz), unlike ``1 - ρ²``. The
-    derivative ``-1/sin θ`` is taken as 0 at ``ρ = ±1``, where the kernels' dependence on ``θ``
+    The derivative ``-1/sin θ`` is taken as 0 at ``ρ = ±1``, where the kernels' dependence on ``θ``
     has a symmetric kink (the derivative a central difference sees).
     """
-    return 2.0 * atan_nonneg(jnp.sqrt((1.0 - rho) / (1.0 + rho)))
+    return _sin_and_angle(rho)[1]
 
 
 @arccos.defjvp
 def _arccos_jvp(primals, tangents):
     (rho,), (drho,) = primals, tangents
-    sin = sin_of_arccos(rho)
-    return arccos(rho), jnp.where(sin > 0, -drho / jnp.where(sin > 0, sin, 1.0), 0.0)
-
-
-@jax.custom_jvp
-def sin_of_arccos(rho: jax.Array) -> jax.Array:
-    """``sin θ = sqrt((1 - ρ)(1 + ρ))``, with derivative ``-ρ / sin θ`` (0 at ``ρ = ±1``)."""
-    return jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
-
-
-@sin_of_arccos.defjvp
-def _sin_of_arccos_jvp(primals, tangents):
-    (rho,), (drho,) = primals, tangents
-    sin = sin_of_arccos(rho)
-    return sin, jnp.where(sin > 0, -rho * drho / jnp.where(sin > 0, sin, 1.0), 0.0)
+    sin, theta = _sin_and_angle(rho)
+    return theta, -drho * _reciprocal(sin)
 
 
 def _with_correlation(correlated: Expectations) -> Expectations:
@@ -159,27 +167,23 @@ def _ab_relu(name: str, slope: float) -> Nonlinearity:
         return jnp.where(x > 0, x, s * x)
 
     @jax.custom_jvp
-    def j_dot(rho):
-        theta = arccos(rho)
-        return ((1.0 + s * s) * (_PI - theta) + 2.0 * s * theta) / (2.0 * _PI)
+    def j_and_j_dot(rho):
+        sin, theta = _sin_and_angle(rho)
+        j_dot = ((1.0 + s * s) * (_PI - theta) + 2.0 * s * theta) / (2.0 * _PI)
+        return kink * sin + j_dot * rho, j_dot
 
-    @j_dot.defjvp
-    def _j_dot_jvp(primals, tangents):
-        (rho,), (drho,) = primals, tangents
-        sin = sin_of_arccos(rho)
-        return j_dot(rho), jnp.where(sin > 0, kink * drho / jnp.where(sin > 0, sin, 1.0), 0.0)
-
-    @jax.custom_jvp
-    def j(rho):
-        return kink * sin_of_arccos(rho) + j_dot(rho) * rho
-
-    @j.defjvp
+    @j_and_j_dot.defjvp
     def _j_jvp(primals, tangents):
         (rho,), (drho,) = primals, tangents
-        return j(rho), j_dot(rho) * drho
+        sin, theta = _sin_and_angle(rho)
+        j_dot = ((1.0 + s * s) * (_PI - theta) + 2.0 * s * theta) / (2.0 * _PI)
+        out = (kink * sin + j_dot * rho, j_dot)
+        # J' = Jdot (Price), Jdot' = (1 - s)² / (2π sin θ).
+        return out, (j_dot * drho, kink * drho * _reciprocal(sin))
 
     def correlated(q1, q2, rho):
-        return safe_sqrt(q1) * safe_sqrt(q2) * j(rho), j_dot(rho)
+        j, j_dot = j_and_j_dot(rho)
+        return safe_sqrt(q1) * safe_sqrt(q2) * j, j_dot
 
     def diag(q):
         # θ = 0 exactly: T = (1 + s²) q / 2, Tdot = (1 + s²) / 2.

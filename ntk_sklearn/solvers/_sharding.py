@@ -103,6 +103,9 @@ def on_device(K, dtype) -> jax.Array:
     with x64_scope(dtype):
         if isinstance(K, jax.Array):
             return K if K.dtype == dtype else K.astype(dtype)
+        if K.dtype == dtype:
+            # device_put of a NumPy array can alias its memory on the CPU: no second copy.
+            return jax.device_put(K)
         return jnp.asarray(K, dtype)
 
 
