@@ -32,6 +32,7 @@ from ntk_sklearn import _memory, dynamics
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
 from ntk_sklearn.kernels import Serial, available_activations
+from ntk_sklearn.solvers import CGSolver, choose_solver, solver_memory
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
 #: least ``10·n·eps``, the rounding error of the Cholesky factorization).
@@ -137,6 +138,10 @@ class NeuralKernelBase(BaseEstimator):
         "width": [Interval(Integral, 1, None, closed="left")],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "solver": [StrOptions({"auto", "cholesky", "eigh", "cg"})],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), None],
+        "preconditioner_rank": [Interval(Integral, 1, None, closed="left")],
     }
 
     # -- parameters, repr, clone ------------------------------------------------------------
@@ -388,22 +393,14 @@ class NeuralKernelBase(BaseEstimator):
         """
         n = X.shape[0]
         itemsize = self._np_dtype().itemsize
+        self.solver_ = self._choose_solver(n, Y.shape[1])
+        for stale in ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_"):
+            self.__dict__.pop(stale, None)  # from an earlier fit
+        if self.solver_ == "cg":
+            return self._fit_iterative(X, Y, w)
         n_matrices = len(self._kernel_names()) + 2  # kernels, factor, a temporary
         check_memory(n_matrices * n * n * itemsize, f"Fitting on {n} samples")
-        # A copy: predictions must not change when the caller's array does.
-        X = np.array(X, dtype=self._hyper["dtype"], copy=True)
-        Y = np.asarray(Y, dtype=np.float64)
-        if self._hyper["dtype"] == "float32" and np.abs(Y).max() > np.finfo(np.float32).max:
-            raise ValueError(
-                f"y reaches |y| = {np.abs(Y).max():.3g}, beyond float32's range (3.4e38): use "
-                "dtype='float64', normalize_y=True, or rescale y."
-            )
-        # Weighted loss 0.5 Σ w_i‖f_i - y_i‖² / m with m = k·Σw (= y.size without weights).
-        self._rate_ = self._hyper["learning_rate"] / (Y.shape[1] * (n if w is None else w.sum()))
-        self._sqrt_weight = None if w is None else np.sqrt(w).astype(self._hyper["dtype"])
-        self.jitter_ = 0.0
-        for stale in ("chol_", "evals_", "evecs_", "train_nngp_"):  # from an earlier fit
-            self.__dict__.pop(stale, None)
+        X, Y = self._prepare_targets(X, Y, w)
         with self._scope():
             which = "between training inputs"
             kernels = self._computed(which, X, lambda: self._kernels(X))
@@ -428,6 +425,7 @@ class NeuralKernelBase(BaseEstimator):
                 spec = dynamics.spectrum(train)
                 self.evals_, self.evecs_ = np.asarray(spec.evals), np.asarray(spec.evecs)
             self.dual_coef_ = np.asarray(self._apply(y, self._hyper["t"]))
+            self.n_iter_ = 1  # one factorization
         if not np.isfinite(self.dual_coef_).all():
             raise ValueError(
                 f"The dual coefficients overflowed in {self._hyper['dtype']} (targets up to "
@@ -435,6 +433,68 @@ class NeuralKernelBase(BaseEstimator):
                 f"{np.abs(self.train_kernel_).max():.3g}): rescale y (normalize_y=True), "
                 "increase alpha, or use dtype='float64'."
             )
+
+    def _choose_solver(self, n: int, n_targets: int) -> str:
+        """The solver of this fit: ``solver``, or by size and memory for ``"auto"``."""
+        name = self._hyper["solver"]
+        if name == "auto":
+            name = choose_solver(n, n_targets, self._hyper["t"], False, self._hyper["dtype"])
+        if name == "cholesky" and self._hyper["t"] is not None:
+            raise ValueError(
+                "solver='cholesky' solves only the converged limit t=None; use solver='eigh' or "
+                "'cg' (Lanczos) for a finite training time."
+            )
+        return name
+
+    def _prepare_targets(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None):
+        """Copies of ``X`` and ``Y`` in the fit's precision; the rate and weights of the loss."""
+        n = X.shape[0]
+        # A copy: predictions must not change when the caller's array does.
+        X = np.array(X, dtype=self._hyper["dtype"], copy=True)
+        Y = np.asarray(Y, dtype=np.float64)
+        if self._hyper["dtype"] == "float32" and np.abs(Y).max() > np.finfo(np.float32).max:
+            raise ValueError(
+                f"y reaches |y| = {np.abs(Y).max():.3g}, beyond float32's range (3.4e38): use "
+                "dtype='float64', normalize_y=True, or rescale y."
+            )
+        # Weighted loss 0.5 Σ w_i‖f_i - y_i‖² / m with m = k·Σw (= y.size without weights).
+        self._rate_ = self._hyper["learning_rate"] / (Y.shape[1] * (n if w is None else w.sum()))
+        self._sqrt_weight = None if w is None else np.sqrt(w).astype(self._hyper["dtype"])
+        self.jitter_ = 0.0
+        return X, Y
+
+    def _fit_iterative(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None) -> None:
+        """Conjugate gradients (``t=None``) or Lanczos (finite ``t``) on one stored kernel.
+
+        Memory: the training kernel once (``n²`` in the fit's dtype: 14.4 GB for 60,000 samples
+        in float32), the preconditioner and a few vectors per target. The NTK estimators' prior
+        covariance (the NNGP) is computed only when a covariance is predicted.
+        """
+        n = X.shape[0]
+        dtype = self._np_dtype()
+        rank = min(self._hyper["preconditioner_rank"], n)
+        check_memory(
+            n * n * dtype.itemsize + solver_memory(n, Y.shape[1], dtype, "cg", rank),
+            f"Fitting on {n} samples with solver='cg'",
+        )
+        X, Y = self._prepare_targets(X, Y, w)
+        name = "ntk" if self._kernel == "ntk" else "nngp"
+        with self._scope():
+            which = "between training inputs"
+            kernels = self._computed(which, X, lambda: self._kernels(X, names=(name,)))
+            train = getattr(kernels, name)
+            self._check_finite(train, which, X)
+            if w is not None:
+                train *= self._sqrt_weight[:, None]  # S Θ S, in place: the kernel is ours
+                train *= self._sqrt_weight[None, :]
+            train[np.diag_indices(n)] += self._hyper["alpha"]
+            self.train_kernel_ = train
+            self.X_fit_, self.y_fit_ = X, Y.astype(self._hyper["dtype"])
+            self.cg_solver_ = CGSolver(
+                tol=self._hyper["tol"], max_iter=self._hyper["max_iter"], rank=rank
+            ).fit(train, self._rate_)
+            self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
+            self.n_iter_ = self.cg_solver_.n_iter_
 
     def _cholesky(self, k: jax.Array, stacklevel: int = 5) -> tuple[jax.Array, float]:
         """Lower Cholesky factor of ``k`` and the jitter added to its diagonal to get it.
@@ -493,7 +553,9 @@ class NeuralKernelBase(BaseEstimator):
         s = None if self._sqrt_weight is None else jnp.asarray(self._sqrt_weight)[:, None]
         if s is not None:
             b = s * b
-        if times is None:
+        if self.solver_ == "cg":
+            out = jnp.asarray(self.cg_solver_.apply(np.asarray(b), times))
+        elif times is None:
             out = dynamics.cho_apply(jnp.asarray(self.chol_), b)
         else:
             spec = dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
@@ -577,12 +639,21 @@ class NeuralKernelBase(BaseEstimator):
             r = self._apply(dyn_cross.T, t)
             if self._kernel == "ntk":
                 post = dynamics.ntk_posterior(
-                    r, y, jnp.asarray(self.train_nngp_), k_cross, k_test, full_cov
+                    r, y, jnp.asarray(self._train_nngp()), k_cross, k_test, full_cov
                 )
             else:
                 r_2t = r if t is None else self._apply(k_cross.T, 2 * t)
                 post = dynamics.nngp_posterior(r, r_2t, y, k_cross, k_test, full_cov)
             return np.asarray(post.mean), np.asarray(post.cov), np.asarray(post.scale)
+
+    def _train_nngp(self) -> np.ndarray:
+        """NNGP between training inputs (the prior covariance of the initial outputs).
+
+        Stored by direct solvers; computed here when ``solver='cg'`` kept only the NTK.
+        """
+        if hasattr(self, "train_nngp_"):
+            return self.train_nngp_
+        return self._kernels(self.X_fit_, names=("nngp",)).nngp
 
     def _trajectory(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Means at many times from one eigendecomposition: shape ``(len(times), n*, k)``.
@@ -600,6 +671,8 @@ class NeuralKernelBase(BaseEstimator):
             f"predict_trajectory at {len(times)} times for {n_test} samples",
             ", or fewer times",
         )
+        if self.solver_ == "cg":
+            return self._trajectory_iterative(X, times)
         with self._scope():
             spec = self._spectrum()
             cross = self._cross(X)
@@ -614,6 +687,17 @@ class NeuralKernelBase(BaseEstimator):
             g = dynamics.gain(spec.evals, jnp.asarray(times, self._hyper["dtype"]), self._rate_)
             g = dynamics.range_gain(spec, g)
             return np.asarray(jnp.einsum("ij,tj,jk->tik", proj, g, coef))
+
+
+    def _trajectory_iterative(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Means at many times with the fitted CG solver: one Lanczos solve per time."""
+        with self._scope():
+            cross = self._cross(X)
+            dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
+            y = jnp.asarray(self.y_fit_)
+            return np.stack(
+                [np.asarray(dyn_cross @ self._apply(y, None if np.isinf(t) else t)) for t in times]
+            )
 
 
 def check_times(times) -> np.ndarray:

@@ -35,6 +35,10 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         width=512,
         n_samples=8,
         random_state=None,
+        solver="auto",
+        tol=1e-6,
+        max_iter=None,
+        preconditioner_rank=100,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -55,6 +59,10 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.width = width
         self.n_samples = n_samples
         self.random_state = random_state
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.preconditioner_rank = preconditioner_rank
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -84,6 +84,21 @@ _PARAMS_DOC = """
         Hidden-layer width of the networks of ``kernel="empirical"``.
     n_samples : int, default=8
         Number of random networks averaged by ``kernel="empirical"``.
+    solver : {"auto", "cholesky", "eigh", "cg"}, default="auto"
+        How the training-kernel systems are solved (:mod:`ntk_sklearn.solvers`): Cholesky
+        (``t=None``) or eigendecomposition (any ``t``), ``O(n³)`` time and a few ``n²`` matrices;
+        or ``"cg"``: preconditioned conjugate gradients (``t=None``) or Lanczos (finite ``t``),
+        which store the training kernel once and need only products with it. ``"auto"`` uses a
+        direct solver below 5,000 samples (3,000 for finite ``t``) and when it fits in memory,
+        else CG. The choice is in ``solver_``. With CG, each predicted covariance column is one
+        more solve: ``return_std`` on many test points is slow.
+    tol : float, default=1e-6
+        Relative residual at which CG/Lanczos stop.
+    max_iter : int, default=None
+        Most CG/Lanczos iterations (``None``: ``n_samples``). Not converging warns
+        (:class:`~sklearn.exceptions.ConvergenceWarning`) with the residual.
+    preconditioner_rank : int, default=100
+        Rank of CG's Nyström preconditioner (more: fewer iterations, ``O(n·rank)`` memory).
     random_state : int, RandomState instance or None, default=None
         Seeds the networks of ``kernel="empirical"``; an int makes fits reproducible.
 """
@@ -104,6 +119,11 @@ _ATTRIBUTES_DOC = """
         The kernel of the dynamics (NTK or NNGP) between training inputs, plus ``alpha`` on the
         diagonal; with ``sample_weight`` ``w``, ``diag(√w) K diag(√w) + alpha·I``. Samples of
         zero weight are dropped (from ``X_fit_`` and ``y_fit_`` too).
+    solver_ : str
+        The solver used: ``"cholesky"``, ``"eigh"`` or ``"cg"``.
+    n_iter_ : int
+        Iterations of CG/Lanczos in fit (``solver_ == "cg"``); 1 for a direct solver (one
+        factorization).
     chol_ : ndarray of shape (n_samples, n_samples)
         Lower Cholesky factor of the training kernel plus ``jitter_`` (``t=None`` only).
     evals_, evecs_ : ndarray
@@ -156,6 +176,10 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         width=512,
         n_samples=8,
         random_state=None,
+        solver="auto",
+        tol=1e-6,
+        max_iter=None,
+        preconditioner_rank=100,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -177,6 +201,10 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         self.width = width
         self.n_samples = n_samples
         self.random_state = random_state
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.preconditioner_rank = preconditioner_rank
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
