@@ -152,7 +152,7 @@ class Serial:
             f"The {n1} x {n2} kernel matrices",
             "Compute fewer rows at a time (slices of x1), only one kernel (get=...), or float32.",
         )
-        out = {name: np.empty((n1, n2), dtype) for name in names}
+        out = {name: _tiling.aligned_empty((n1, n2), dtype) for name in names}
         blocks1 = _tiling.row_blocks(x1, block)
         blocks2 = blocks1 if symmetric else _tiling.row_blocks(x2, block)
         index = list(_tiling.tile_pairs(len(blocks1), len(blocks2), symmetric))

@@ -23,6 +23,16 @@ class RowBlock(NamedTuple):
     rows: slice
 
 
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``np.empty`` aligned to 64 bytes, so that ``jax.device_put`` can alias it on the CPU
+    instead of copying (a training kernel of 60,000 samples is 14.4 GB in float32)."""
+    dtype = np.dtype(dtype)
+    n_bytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(n_bytes + 64, np.uint8)
+    offset = -raw.ctypes.data % 64
+    return raw[offset : offset + n_bytes].view(dtype).reshape(shape)
+
+
 def blocks(n: int, block_size: int) -> list[slice]:
     """Split ``range(n)`` into near-equal slices of at most ``block_size`` rows."""
     n_blocks = -(-n // block_size)

@@ -53,12 +53,28 @@ def shard_rows(K: np.ndarray, mesh: Mesh) -> jax.Array:
 
 
 def _blocked_matmul(k: jax.Array, x: jax.Array) -> jax.Array:
-    """``k @ x`` in ``x``'s dtype (float64), converting ``k`` block of rows by block of rows."""
+    """``k @ x`` in ``x``'s dtype (float64), converting ``k`` block of rows by block of rows.
+
+    The blocks run one after another (``lax.map``), so one converted block is alive at a time.
+    """
     if k.dtype == x.dtype:
         return k @ x
-    rows = max(1, ROW_BLOCK_BYTES // (k.shape[1] * x.dtype.itemsize))
-    blocks = [k[s : s + rows].astype(x.dtype) @ x for s in range(0, k.shape[0], rows)]
-    return blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks)
+    n = k.shape[0]
+    rows = int(min(n, max(1, ROW_BLOCK_BYTES // (k.shape[1] * x.dtype.itemsize))))
+    # A factor that is 1 but depends on x: without it XLA hoists the loop-invariant conversion
+    # of K out of CG's while loop, materializing a float64 copy of the whole kernel.
+    one = jnp.where(jnp.isnan(x[0, 0]), 0.0, 1.0).astype(k.dtype)
+
+    def block(start):
+        part = jax.lax.dynamic_slice_in_dim(k, start, rows, axis=0)
+        return (part * one).astype(x.dtype) @ x
+
+    n_full = n // rows
+    out = jax.lax.map(block, jnp.arange(n_full) * rows).reshape(n_full * rows, x.shape[1])
+    if n_full * rows < n:
+        rest = (k[n_full * rows :] * one).astype(x.dtype) @ x
+        out = jnp.concatenate([out, rest])
+    return out
 
 
 def row_mesh(K) -> tuple[Mesh, str] | None:
