@@ -41,7 +41,7 @@ class Trajectory(NamedTuple):
         Gradient-descent steps at which the state was recorded (0 and ``n_steps`` included).
     loss : ndarray of shape (n_records,)
         Training loss ``0.5 · mean((f(x) − y)²)``.
-    train_outputs : ndarray of shape (n_records, *y.shape)
+    train_outputs : ndarray of shape (n_records, ...)
         ``f(params_t, x)``.
     test_outputs : ndarray of shape (n_records, n_test, ...) or None
         ``f(params_t, x_test)`` when ``x_test`` was given.
