@@ -66,6 +66,7 @@ API_MODULES = [
     "ntk_sklearn.training",
     "ntk_sklearn.solvers",
     "ntk_sklearn.gaussian_process",
+    "ntk_sklearn.architectures",
     "ntk_sklearn.datasets",
 ]
 

@@ -9,7 +9,13 @@ MODULES = [
     "ntk_sklearn._regressors",
     "ntk_sklearn._classifiers",
     "ntk_sklearn.kernels._fc",
+    "ntk_sklearn.kernels._serial",
     "ntk_sklearn.preprocessing",
+    "ntk_sklearn.architectures",
+    "ntk_sklearn.solvers",
+    "ntk_sklearn.gaussian_process._kernels",
+    "ntk_sklearn.datasets._idx",
+    "ntk_sklearn.datasets._npz",
 ]
 
 
