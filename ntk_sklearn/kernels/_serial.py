@@ -41,6 +41,8 @@ TILE_BYTES = 256 * 2**20
 SPATIAL_ARRAY_BYTES = 2**20
 #: Largest tile side.
 MAX_BLOCK_SIZE = 2048
+#: Most tiles along a side of the output when ``block_size`` is given.
+MAX_TILES_PER_SIDE = 64
 #: Working arrays per carried covariance array (the layer's temporaries).
 _WORK_FACTOR = 4
 
@@ -124,7 +126,8 @@ class Serial:
             returns that array.
         block_size : int, default=None
             Rows per tile; by default as many as fit in about 256 MiB of working memory (at
-            most 2048).
+            most 2048). Smaller values are raised so that a side has at most 64 tiles (but not
+            above the default).
 
         Returns
         -------
@@ -147,6 +150,11 @@ class Serial:
         symmetric = x2 is None
         n1, n2 = x1.shape[0], (x1 if symmetric else x2).shape[0]
         block = self._block_size(x1.shape[1:], dtype, block_size, "ntk" in names)
+        if block_size is not None:
+            # Tiny tiles only cost time (one dispatch each: block_size=1 at 1,500 rows meant 1.1
+            # million calls): at most MAX_TILES_PER_SIDE per side, never beyond the default.
+            default = self._block_size(x1.shape[1:], dtype, None, "ntk" in names)
+            block = max(block, min(-(-max(n1, n2) // MAX_TILES_PER_SIDE), default))
         check_memory(
             len(names) * n1 * n2 * dtype.itemsize,
             f"The {n1} x {n2} kernel matrices",
