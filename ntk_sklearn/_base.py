@@ -19,6 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -26,9 +27,9 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import _check_sample_weight
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ntk_sklearn import _memory, dynamics
+from ntk_sklearn import _marginal_likelihood, _memory, dynamics
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
 from ntk_sklearn.kernels import Serial, available_activations
@@ -45,7 +46,9 @@ _CANCELLATION = 10.0
 _MAX_SLOPE = 1e6
 #: Numeric parameters that also accept 0-d NumPy or JAX arrays (converted to Python numbers).
 _REAL_PARAMS = ("w_std", "b_std", "negative_slope", "alpha", "t", "learning_rate")
-_INT_PARAMS = ("depth", "block_size", "width", "n_samples")
+_INT_PARAMS = ("depth", "block_size", "width", "n_samples", "n_restarts_optimizer")
+#: Bounds parameters of the hyperparameters learned by ``optimizer``.
+_BOUNDS_PARAMS = tuple(f"{name}_bounds" for name in _marginal_likelihood.NAMES)
 
 
 def check_memory(n_bytes: int, what: str, extra: str = "") -> None:
@@ -142,6 +145,12 @@ class NeuralKernelBase(BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left"), None],
         "preconditioner_rank": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({"fmin_l_bfgs_b"}), callable, None],
+        "n_restarts_optimizer": [Interval(Integral, 0, None, closed="left")],
+        # Pairs are checked in fit (0 < low <= high < inf), with the value inside them.
+        "w_std_bounds": [tuple, list, StrOptions({"fixed"})],
+        "b_std_bounds": [tuple, list, StrOptions({"fixed"})],
+        "alpha_bounds": [tuple, list, StrOptions({"fixed"})],
     }
 
     # -- parameters, repr, clone ------------------------------------------------------------
@@ -190,6 +199,8 @@ class NeuralKernelBase(BaseEstimator):
     def _setup(self) -> None:
         """Freeze the validated parameters for this fit; check what the constraints cannot."""
         self._hyper = self._resolved_params()
+        for name in _BOUNDS_PARAMS:
+            _marginal_likelihood.check_bounds(self._hyper[name], name)
         self._check_kernel()
         self._check_activation()
 
@@ -337,14 +348,14 @@ class NeuralKernelBase(BaseEstimator):
             x, architecture=p["architecture"], image_shape=p["image_shape"], layers=p["layers"]
         )
 
-    def _test_nngp(self, x: np.ndarray, full: bool) -> np.ndarray:
-        """NNGP between test rows (``full``), or its diagonal, the prior variances."""
+    def _test_nngp(self, x: np.ndarray, full: bool, name: str = "nngp") -> np.ndarray:
+        """Kernel ``name`` between test rows (``full``), or its diagonal (prior variances)."""
         if self.kernel == "analytic":
             stack = self._stack()
             if full:
-                return stack(self._rows(x), get="nngp")
-            return stack.diag(self._rows(x), get="nngp")
-        k = self._kernels(x, names=("nngp",)).nngp
+                return stack(self._rows(x), get=name)
+            return stack.diag(self._rows(x), get=name)
+        k = getattr(self._kernels(x, names=(name,)), name)
         return k if full else np.diag(k).copy()
 
     def _computed(self, which: str, x: np.ndarray, compute):
@@ -394,8 +405,10 @@ class NeuralKernelBase(BaseEstimator):
         n = X.shape[0]
         itemsize = self._np_dtype().itemsize
         self.solver_ = self._choose_solver(n, Y.shape[1])
-        for stale in ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_"):
-            self.__dict__.pop(stale, None)  # from an earlier fit
+        stale = ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_")
+        for name in (*stale, "log_marginal_likelihood_value_"):
+            self.__dict__.pop(name, None)  # from an earlier fit
+        self._learn_hyperparameters(X, Y, w)
         if self.solver_ == "cg":
             return self._fit_iterative(X, Y, w)
         n_matrices = len(self._kernel_names()) + 2  # kernels, factor, a temporary
@@ -426,6 +439,10 @@ class NeuralKernelBase(BaseEstimator):
                 self.evals_, self.evecs_ = np.asarray(spec.evals), np.asarray(spec.evecs)
             self.dual_coef_ = np.asarray(self._apply(y, self._hyper["t"]))
             self.n_iter_ = 1  # one factorization
+            # A singular kernel at finite t warns when log_marginal_likelihood() is called.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self.log_marginal_likelihood_value_ = self._fitted_lml()
         if not np.isfinite(self.dual_coef_).all():
             raise ValueError(
                 f"The dual coefficients overflowed in {self._hyper['dtype']} (targets up to "
@@ -433,6 +450,123 @@ class NeuralKernelBase(BaseEstimator):
                 f"{np.abs(self.train_kernel_).max():.3g}): rescale y (normalize_y=True), "
                 "increase alpha, or use dtype='float64'."
             )
+
+    def _learn_hyperparameters(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None) -> None:
+        """``w_std_``, ``b_std_``, ``alpha_``: as given, or maximising the evidence.
+
+        With an ``optimizer``, the values found replace ``w_std``, ``b_std`` and ``alpha`` in
+        this fit's frozen parameters (the estimator's own parameters are left as set).
+        """
+        p = self._hyper
+        if p["optimizer"] is not None:
+            if p["kernel"] != "analytic":
+                raise ValueError(
+                    "optimizer needs kernel='analytic': the log marginal likelihood is "
+                    "differentiated through the infinite-width kernel's recursion. Use "
+                    "optimizer=None with kernel='empirical' or your own model."
+                )
+            hyper = _marginal_likelihood.hyperparameters(p, p, check_inside=True)
+            if any(hyper.free):
+                sqrt_w = None if w is None else np.sqrt(w)
+                evidence = self._evidence(X, Y, sqrt_w, hyper)
+                theta, _ = _marginal_likelihood.maximize(
+                    evidence,
+                    p["optimizer"],
+                    p["n_restarts_optimizer"],
+                    check_random_state(self.random_state),
+                )
+                learned = dict(
+                    zip(_marginal_likelihood.NAMES, hyper.with_theta(theta), strict=True)
+                )
+                p.update(learned)
+        self.w_std_, self.b_std_, self.alpha_ = (float(p[n]) for n in _marginal_likelihood.NAMES)
+
+    def _evidence(self, X, Y, sqrt_w, hyper) -> _marginal_likelihood.Evidence:
+        """The log marginal likelihood of these rows and targets as a function of ``theta``."""
+        with jax.enable_x64(True):
+            rows = self._rows(np.asarray(X, dtype=np.float64))
+        return _marginal_likelihood.Evidence(self._stack(), self._kernel, rows, Y, sqrt_w, hyper)
+
+    def log_marginal_likelihood(self, theta=None, eval_gradient: bool = False):
+        """Log marginal likelihood of the (normalised) training targets, and its gradient.
+
+        The evidence of the training targets under the Gaussian process whose covariance is
+        the estimator's kernel (:class:`NNGPRegressor`: the NNGP; :class:`NTKRegressor`: the
+        NTK, i.e. the Gaussian process with the NTK as covariance, which is *not* the
+        distribution of trained networks), observed with noise of variance ``alpha``, as
+        :meth:`sklearn.gaussian_process.GaussianProcessRegressor.log_marginal_likelihood`::
+
+            Σ_k [-½ y_kᵀ C⁻¹ y_k - ½ log det C - n/2 log 2π],   C = K + alpha·W⁻¹
+
+        summed over targets (classifiers: the centred one-hot columns), ``W`` the sample
+        weights (``C = K + alpha·I`` without), ``y`` after ``normalize_y``. The training time
+        ``t`` does not enter: at every ``t`` this is the evidence of the kernel.
+
+        Parameters
+        ----------
+        theta : array-like of shape (n_free,), default=None
+            ``log`` of the free ones of ``(w_std, b_std, alpha)``, in that order (those whose
+            bounds are ``"fixed"`` are left out). ``None``: the fitted values ``w_std_``,
+            ``b_std_``, ``alpha_``; without ``eval_gradient`` this is
+            ``log_marginal_likelihood_value_``, from the fitted factorization (jitter
+            included).
+        eval_gradient : bool, default=False
+            Also return the gradient with respect to ``theta`` (exact, by autodiff, in
+            float64). Needs ``kernel="analytic"``.
+
+        Returns
+        -------
+        log_likelihood : float
+        log_likelihood_gradient : ndarray of shape (n_free,), optional
+
+        Raises
+        ------
+        ValueError
+            For a ``theta`` of the wrong length or not finite, and where ``K + alpha·I`` is
+            not numerically positive definite at ``theta`` (raise ``alpha``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ntk_sklearn import NTKRegressor
+        >>> X = np.linspace(-1, 1, 20)[:, None]; y = np.sin(3 * X[:, 0])
+        >>> model = NTKRegressor(b_std_bounds="fixed").fit(X, y)
+        >>> value, grad = model.log_marginal_likelihood(np.log([1.5, 0.01]), eval_gradient=True)
+        >>> grad.shape  # d/d log w_std, d/d log alpha
+        (2,)
+        """
+        check_is_fitted(self)
+        if theta is None and not eval_gradient:
+            return self._fitted_lml(stacklevel=4)
+        if self._hyper["kernel"] != "analytic":
+            raise ValueError(
+                "log_marginal_likelihood(theta=...) and eval_gradient=True need "
+                "kernel='analytic' (the kernel is recomputed at theta)."
+            )
+        fitted = {"w_std": self.w_std_, "b_std": self.b_std_, "alpha": self.alpha_}
+        hyper = _marginal_likelihood.hyperparameters(fitted, self._hyper, check_inside=False)
+        theta = hyper.theta if theta is None else _marginal_likelihood.check_theta(theta, hyper)
+        evidence = self._evidence(self.X_fit_, self.y_fit_, self._sqrt_weight, hyper)
+        value, grad = evidence(theta, eval_gradient)
+        return (value, grad) if eval_gradient else value
+
+    def _fitted_lml(self, stacklevel: int = 5) -> float:
+        """The log marginal likelihood from the fitted factorization (jitter included)."""
+        chol = getattr(self, "chol_", None)
+        if chol is None:
+            with self._scope():
+                chol = np.asarray(self._cholesky(jnp.asarray(self.train_kernel_), stacklevel)[0])
+        y = self.y_fit_.astype(np.float64)
+        chol = chol.astype(np.float64)
+        log_w = 0.0
+        if self._sqrt_weight is not None:
+            s = self._sqrt_weight.astype(np.float64)
+            y = s[:, None] * y
+            log_w = 2.0 * np.sum(np.log(s))  # log det C = log det(S C S) - Σ log w
+        z = solve_triangular(chol, y, lower=True)  # (Sy)ᵀ (SCS)⁻¹ (Sy) = |L⁻¹ S y|²
+        n, k = y.shape
+        log_det = 2.0 * np.sum(np.log(np.diag(chol))) - log_w
+        return float(-0.5 * np.sum(z * z) - 0.5 * k * log_det - 0.5 * n * k * np.log(2 * np.pi))
 
     def _choose_solver(self, n: int, n_targets: int) -> str:
         """The solver of this fit: ``solver``, or by size and memory for ``"auto"``."""
@@ -572,11 +706,15 @@ class NeuralKernelBase(BaseEstimator):
                 "'analytic' for uncertainty."
             )
 
-    def _posterior(self, X: np.ndarray, cov: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _posterior(
+        self, X: np.ndarray, cov: str | None, gp: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Mean ``(n*, k)`` and, with ``cov="full"`` the covariance, ``cov="diag"`` the variance.
 
         Means and variances are computed in chunks of test rows, so memory stays bounded.
-        Variances dominated by rounding are reported with a ``RuntimeWarning``.
+        Variances dominated by rounding are reported with a ``RuntimeWarning``. ``gp``: the
+        covariance of the Gaussian process whose covariance is the kernel of the dynamics
+        (for the NTK, not the ensemble's; the same mean).
         """
         if cov is not None:
             self._check_uncertainty()
@@ -585,11 +723,13 @@ class NeuralKernelBase(BaseEstimator):
         itemsize = self._np_dtype().itemsize
         if cov == "full":
             check_memory((3 * n_test * n + 2 * n_test * n_test) * itemsize, "return_cov")
-            mean, var, scale = self._posterior_chunk(X, full_cov=True)
+            mean, var, scale = self._posterior_chunk(X, full_cov=True, gp=gp)
             self._warn_cancellation(np.diag(var), scale)
             return mean, var
         chunks = [
-            self._posterior_chunk(X[s : s + _PREDICT_CHUNK], full_cov=False, want=cov is not None)
+            self._posterior_chunk(
+                X[s : s + _PREDICT_CHUNK], full_cov=False, want=cov is not None, gp=gp
+            )
             for s in range(0, n_test, _PREDICT_CHUNK)
         ]
         mean = np.concatenate([c[0] for c in chunks])
@@ -623,21 +763,26 @@ class NeuralKernelBase(BaseEstimator):
                 self._check_finite(k, which, X)
         return cross
 
-    def _posterior_chunk(self, X: np.ndarray, full_cov: bool, want: bool = True):
+    def _posterior_chunk(self, X: np.ndarray, full_cov: bool, want: bool = True, gp=False):
         with self._scope():
             cross = self._cross(X)
             dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
             if not want:
                 return np.asarray(dyn_cross @ jnp.asarray(self.dual_coef_)), None, None
-            k_cross = jnp.asarray(cross.nngp)
+            # The GP with the NTK as covariance: the NNGP formulas with Θ in place of K.
+            name = "ntk" if gp and self._kernel == "ntk" else "nngp"
+            k_cross = jnp.asarray(getattr(cross, name))
             which = "between the inputs"
-            k_test = self._computed(which, X, lambda: self._test_nngp(X, full_cov))
+            k_test = self._computed(which, X, lambda: self._test_nngp(X, full_cov, name))
             self._check_finite(k_test, which, X)
             k_test = jnp.asarray(k_test)
             y = jnp.asarray(self.y_fit_)
             t = self._hyper["t"]
             r = self._apply(dyn_cross.T, t)
-            if self._kernel == "ntk":
+            if name == "ntk":
+                r_2t = r if t is None else self._apply(k_cross.T, 2 * t)
+                post = dynamics.nngp_posterior(r, r_2t, y, k_cross, k_test, full_cov)
+            elif self._kernel == "ntk":
                 post = dynamics.ntk_posterior(
                     r, y, jnp.asarray(self._train_nngp()), k_cross, k_test, full_cov
                 )
@@ -687,7 +832,6 @@ class NeuralKernelBase(BaseEstimator):
             g = dynamics.gain(spec.evals, jnp.asarray(times, self._hyper["dtype"]), self._rate_)
             g = dynamics.range_gain(spec, g)
             return np.asarray(jnp.einsum("ij,tj,jk->tik", proj, g, coef))
-
 
     def _trajectory_iterative(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Means at many times with the fitted CG solver: one Lanczos solve per time."""

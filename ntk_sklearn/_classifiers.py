@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
+from scipy.linalg import eigh, solve_triangular
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
@@ -10,6 +14,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntk_sklearn._base import NeuralKernelBase
 from ntk_sklearn._regressors import _ATTRIBUTES_DOC, _PARAMS_DOC
+
+#: Training rows on which the temperature is fitted when ``solver_ == "cg"`` (a dense
+#: factorization of their kernel gives the leave-one-out outputs).
+_LOO_SUBSET = 2000
+#: Search range of ``log(1 / temperature)``.
+_LOG_BETA_RANGE = (-10.0, 15.0)
 
 
 class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
@@ -39,6 +49,11 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         tol=1e-6,
         max_iter=None,
         preconditioner_rank=100,
+        optimizer=None,
+        n_restarts_optimizer=0,
+        w_std_bounds=(0.05, 20.0),
+        b_std_bounds=(1e-4, 10.0),
+        alpha_bounds=(1e-8, 1e3),
     ):
         self.architecture = architecture
         self.depth = depth
@@ -63,6 +78,11 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.tol = tol
         self.max_iter = max_iter
         self.preconditioner_rank = preconditioner_rank
+        self.optimizer = optimizer
+        self.n_restarts_optimizer = n_restarts_optimizer
+        self.w_std_bounds = w_std_bounds
+        self.b_std_bounds = b_std_bounds
+        self.alpha_bounds = alpha_bounds
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -99,7 +119,128 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
             keep = w > 0
             X, Y, w = X[keep], Y[keep], w[keep]
         self._fit_dynamics(X, Y, w)
+        self.temperature_ = self._fit_temperature(Y.argmax(axis=1), w)
         return self
+
+    def _loo_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Leave-one-out mean outputs ``(m, C)`` of training rows, and those rows' indices.
+
+        The fitted training outputs are ``f = H y`` (``H = S⁻¹(M - α'I) A_t S``, ``M`` the
+        training kernel ``S K S + α'I``, ``α' = alpha + jitter_``, ``A_t`` its gain,
+        ``S = diag(√w)``). Removing ``δ_i = min(1, w_i)`` of sample ``i``'s weight (one copy
+        of a sample repeated ``w_i`` times; the whole sample when ``w_i <= 1``) gives, by
+        Sherman-Morrison, ``f_i⁻ = (f_i - d_i y_i) / (1 - d_i)`` with ``d_i = δ_i H_ii / w_i``.
+        At ``t=None`` (``H = I - α' S⁻¹M⁻¹S``) this is exact: without weights the leave-one-out
+        output of kernel ridge, ``y_i - (M⁻¹y)_i / (M⁻¹)_ii``. At finite ``t`` it is the usual
+        linear-smoother approximation (removing a sample also changes the gains). With
+        ``solver_ == "cg"`` (no dense factorization), those of the same model fitted on a
+        random subset of ``_LOO_SUBSET`` rows.
+        """
+        n = self.y_fit_.shape[0]
+        s = np.ones(n) if self._sqrt_weight is None else self._sqrt_weight.astype(np.float64)
+        z = s[:, None] * self.y_fit_.astype(np.float64)
+        rows = np.arange(n)
+        t, rate = self._hyper["t"], self._rate_
+        alpha = self._hyper["alpha"] + self.jitter_
+        if self.solver_ == "cg":
+            if n > _LOO_SUBSET:
+                rows = np.sort(np.random.default_rng(0).choice(n, _LOO_SUBSET, replace=False))
+                rate = rate * (s**2).sum() / (s[rows] ** 2).sum()  # lr / (C · Σ w) of the subset
+            m = self.train_kernel_[np.ix_(rows, rows)].astype(np.float64)
+            s, z = s[rows], z[rows]
+            if t is None:
+                with self._scope():  # jitter (with a warning) if the subset's kernel is singular
+                    chol, jitter = self._cholesky(jnp.asarray(m), stacklevel=6)
+                chol, alpha = np.asarray(chol, np.float64), alpha + jitter
+        elif t is None:
+            chol = self.chol_.astype(np.float64)
+        w = s**2
+        delta = np.minimum(1.0, w)
+        if t is None:
+            inv_l = solve_triangular(chol, np.eye(len(rows)), lower=True)
+            m_inv_z = inv_l.T @ (inv_l @ z)
+            m_inv_diag = np.einsum("ij,ij->j", inv_l, inv_l)[:, None]  # Σ_j (L⁻¹)_ji²
+            # δ = w: y_i - (M⁻¹z)_i / (s_i (M⁻¹)_ii), free of α (exact also at alpha = 0);
+            # else (f_i - d_i y_i)/(1 - d_i) with 1 - H_ii = α'(M⁻¹)_ii, times w_i / w_i.
+            whole = (z - m_inv_z / m_inv_diag) / s[:, None]
+            w_, d_ = w[:, None], delta[:, None]
+            part = ((w_ - d_) * z - w_ * alpha * m_inv_z + d_ * alpha * m_inv_diag * z) / (
+                s[:, None] * (w_ - d_ + d_ * alpha * m_inv_diag)
+            )
+            return np.where(delta[:, None] >= w[:, None], whole, part), rows
+        if self.solver_ == "cg":
+            evals, evecs = eigh(m)
+        else:
+            evals, evecs = self.evals_.astype(np.float64), self.evecs_.astype(np.float64)
+        x = rate * t * evals
+        # g_t(λ) = (1 - e^{-ηtλ})/λ on the range; h(λ) = (λ - α)·g_t(λ), the hat's eigenvalues.
+        gain = np.where(evals > 0, -np.expm1(-x) / np.where(evals > 0, evals, 1.0), 0.0)
+        h = np.maximum(evals - alpha, 0.0) * gain
+        fitted = evecs @ (h[:, None] * (evecs.T @ z)) / s[:, None]
+        d = (delta / w * np.einsum("ij,j,ij->i", evecs, h, evecs))[:, None]
+        return (fitted - d * z / s[:, None]) / (1.0 - d), rows
+
+    def _fit_temperature(self, labels: np.ndarray, w: np.ndarray | None) -> float:
+        """``T`` minimising the (weighted) leave-one-out log-loss of ``softmax(f⁻ / T)``."""
+        loo, rows = self._loo_outputs()
+        labels = labels[rows]
+        weights = None if w is None else w[rows]
+
+        def log_loss(log_beta: float) -> float:
+            # -Σ w_i log softmax(β f_i⁻)_{y_i} / Σ w_i: convex in β = 1/T.
+            logp = log_softmax(np.exp(log_beta) * loo, axis=1)
+            return -float(np.average(logp[np.arange(len(labels)), labels], weights=weights))
+
+        res = minimize_scalar(log_loss, bounds=_LOG_BETA_RANGE, method="bounded")
+        return float(np.exp(-res.x))
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(mean outputs / temperature_)``.
+
+        The mean outputs (one per class, as :meth:`decision_function` for more than two
+        classes) divided by the temperature ``temperature_`` fitted in :meth:`fit` to minimise
+        the leave-one-out log-loss on the training data (exact leave-one-out outputs of the
+        kernel-ridge mean at ``t=None``; see ``temperature_``). Its argmax is :meth:`predict`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ntk_sklearn import NNGPClassifier
+        >>> X = np.linspace(-1, 1, 30)[:, None]; y = (X[:, 0] > 0).astype(int)
+        >>> model = NNGPClassifier(alpha=1e-2).fit(X, y)
+        >>> proba = model.predict_proba([[-0.9], [0.9]])
+        >>> proba.argmax(axis=1)
+        array([0, 1])
+        """
+        return softmax(self._scores(X) / self.temperature_, axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba` (computed stably).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return log_softmax(self._scores(X) / self.temperature_, axis=1)
+
+    def _scores(self, X) -> np.ndarray:
+        """Mean output per class, shape ``(n_samples, n_classes)``."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self._posterior(X, None)[0].astype(np.float64)
 
     def decision_function(self, X):
         """Mean network output per class (for two classes: class 1 minus class 0).
@@ -112,9 +253,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        scores = self._posterior(X, None)[0]
+        scores = self._scores(X)
         if len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
         return scores
@@ -137,9 +276,23 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
 
 
 _CLASSIFIER_NOTE = """
-    ``predict_proba`` is not offered: the ensemble's outputs are Gaussian regression outputs, not
-    calibrated probabilities. Use :class:`~sklearn.calibration.CalibratedClassifierCV` on top
-    where probabilities are needed.
+    ``predict_proba`` is ``softmax(outputs / temperature_)``: the mean outputs are regression
+    outputs, not probabilities, so one temperature is fitted in ``fit`` by minimising the
+    leave-one-out log-loss of the training data, from the fitted factorization (exact
+    leave-one-out outputs of kernel ridge at ``t=None``; the linear-smoother approximation
+    ``(f_i - H_ii y_i) / (1 - H_ii)`` at finite ``t``; with ``solver_ == "cg"``, from the same
+    model on a random subset of 2,000 training rows). With ``sample_weight``, one unit of a
+    sample's weight is left out (at most all of it) and its log-loss counts ``w_i`` times, so
+    integer weights are repeated samples here too. Measured against
+    ``SVC(probability=True)`` and ``GaussianProcessClassifier(RBF)`` by
+    ``benchmarks/bench_proba.py``.
+"""
+
+_CLASSIFIER_ATTRIBUTES = """    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    temperature_ : float
+        Divides the mean outputs in :meth:`predict_proba`; fitted by minimising the
+        leave-one-out log-loss (bounded search over ``1/T`` in ``[e^-10, e^15]``).
 """
 
 
@@ -157,11 +310,11 @@ class NTKClassifier(_KernelClassifier):
         + _CLASSIFIER_NOTE
         + _classifier_params_doc()
         + _ATTRIBUTES_DOC.split("    y_train_mean_")[0]
-        + """    classes_ : ndarray of shape (n_classes,)
-        Class labels.
-
+        + _CLASSIFIER_ATTRIBUTES
+        + """
     Examples
     --------
+    >>> import numpy as np
     >>> from sklearn.datasets import load_iris
     >>> from sklearn.model_selection import cross_val_score
     >>> from sklearn.pipeline import make_pipeline
@@ -171,6 +324,9 @@ class NTKClassifier(_KernelClassifier):
     >>> model = make_pipeline(StandardScaler(), NTKClassifier(alpha=1e-2))
     >>> bool(cross_val_score(model, X, y, cv=3).mean() > 0.9)
     True
+    >>> proba = model.fit(X, y).predict_proba(X[:2])
+    >>> proba.shape, bool(np.allclose(proba.sum(axis=1), 1.0))
+    ((2, 3), True)
     """
     )
 
@@ -188,9 +344,8 @@ class NNGPClassifier(_KernelClassifier):
         + _CLASSIFIER_NOTE
         + _classifier_params_doc()
         + _ATTRIBUTES_DOC.split("    y_train_mean_")[0]
-        + """    classes_ : ndarray of shape (n_classes,)
-        Class labels.
-
+        + _CLASSIFIER_ATTRIBUTES
+        + """
     Examples
     --------
     >>> from sklearn.datasets import load_digits

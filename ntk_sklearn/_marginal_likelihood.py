@@ -1,0 +1,308 @@
+"""Log marginal likelihood of the estimators' Gaussian process, its gradient and its maximum.
+
+The estimators' hyperparameters ``(w_std, b_std, alpha)`` are learned by type-II maximum
+likelihood, as :class:`~sklearn.gaussian_process.GaussianProcessRegressor` learns its kernel's:
+the evidence of the (normalised) training targets ``Y`` (``n × k``) under the Gaussian process
+whose covariance is the estimator's kernel ``K`` (NNGP, or the NTK: then the evidence of *the
+Gaussian process with the NTK as covariance*, which is not the distribution of trained
+networks), observed with noise of variance ``alpha``:
+
+    log p(Y) = Σ_k [-½ y_kᵀ C⁻¹ y_k - ½ log det C - n/2 log 2π],   C = K + alpha·W⁻¹,
+
+``W`` the sample weights (``C = K + alpha·I`` without). It is computed from the Cholesky factor
+of ``S C S = S K S + alpha·I`` (``S = diag(√w)``): ``log det C = log det(S C S) - Σ log w``.
+``theta`` is the natural logarithm of the free ones of ``(w_std, b_std, alpha)`` (in that
+order; a hyperparameter whose bounds are ``"fixed"`` is left out). The kernel is
+:func:`~ntk_sklearn.kernels.kernel_matrices` of the stack built from traced stds, so the
+gradient is exact (reverse-mode autodiff, float64), diagonal and duplicate rows included.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+from scipy.optimize import minimize
+from sklearn.exceptions import ConvergenceWarning
+
+from ntk_sklearn._memory import check_memory
+from ntk_sklearn.architectures import replace_stds
+from ntk_sklearn.kernels import Serial, kernel_matrices
+
+#: The learnable hyperparameters, in the order of ``theta``.
+NAMES = ("w_std", "b_std", "alpha")
+#: Working ``n × n`` float64 arrays per layer of the stack kept for the reverse pass (measured
+#: rather than derived: the recursion's intermediates and their cotangents), plus a constant.
+_ARRAYS_PER_LAYER = 12
+_ARRAYS_FIXED = 8
+#: Rows are padded to a multiple of this, so that fits on slightly different numbers of
+#: samples (cross-validation folds) share one compilation.
+_PAD = 32
+
+
+class SingularKernelError(ValueError):
+    """The kernel plus ``alpha`` is not numerically positive definite at some ``theta``."""
+
+
+class Hyperparameters(NamedTuple):
+    """Values of ``(w_std, b_std, alpha)``, which are free, and the log-bounds of the free."""
+
+    values: tuple[float, float, float]
+    free: tuple[bool, bool, bool]
+    log_bounds: np.ndarray  # (n_free, 2)
+
+    @property
+    def theta(self) -> np.ndarray:
+        """``log`` of the free values."""
+        return np.log([v for v, f in zip(self.values, self.free, strict=True) if f])
+
+    def with_theta(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """``(w_std, b_std, alpha)`` with the free ones set to ``exp(theta)``."""
+        it = iter(np.exp(np.asarray(theta, dtype=float)))
+        pairs = zip(self.values, self.free, strict=True)
+        return tuple(float(next(it)) if f else v for v, f in pairs)
+
+
+def check_bounds(bounds, name: str) -> tuple[float, float] | None:
+    """``(low, high)`` with ``0 < low <= high < inf``, or ``None`` for ``"fixed"``."""
+    if isinstance(bounds, str) and bounds == "fixed":
+        return None
+    ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2
+    if ok:
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            ok = False
+    if not ok or not (0 < low <= high < math.inf):
+        raise ValueError(
+            f"{name} must be 'fixed' or a pair (low, high) of finite numbers with "
+            f"0 < low <= high (the search runs on their logarithms); got {bounds!r}."
+        )
+    return low, high
+
+
+def hyperparameters(values: dict, bounds: dict, *, check_inside: bool) -> Hyperparameters:
+    """Validated :class:`Hyperparameters` from ``values[name]`` and ``bounds[name + "_bounds"]``.
+
+    With ``check_inside``, a free value outside its bounds (a zero ``b_std`` or ``alpha``
+    included) is a ``ValueError`` saying what to change.
+    """
+    free, log_bounds = [], []
+    for name in NAMES:
+        key = f"{name}_bounds"
+        checked = check_bounds(bounds[key], key)
+        free.append(checked is not None)
+        if checked is None:
+            continue
+        low, high = checked
+        value = values[name]
+        # exp(log(bound)) may round past the bound: allow that much slack.
+        if check_inside and not (low * (1 - 1e-10) <= value <= high * (1 + 1e-10)):
+            raise ValueError(
+                f"{name}={value!r} is outside {key}=({low:g}, {high:g}): the optimizer starts "
+                f"from {name}. Set {name} inside the bounds, widen {key}, or use "
+                f"{key}='fixed' to keep {name} as it is."
+            )
+        log_bounds.append((math.log(low), math.log(high)))
+    values = tuple(float(values[name]) for name in NAMES)
+    return Hyperparameters(values, tuple(free), np.array(log_bounds, dtype=float).reshape(-1, 2))
+
+
+def check_theta(theta, hyper: Hyperparameters) -> np.ndarray:
+    """``theta`` as a finite float64 vector of the number of free hyperparameters."""
+    names = [n for n, f in zip(NAMES, hyper.free, strict=True) if f]
+    arr = np.asarray(theta, dtype=float) if not isinstance(theta, str) else np.array([np.nan])
+    if arr.ndim != 1 or arr.shape[0] != len(names) or not np.isfinite(arr).all():
+        raise ValueError(
+            f"theta must be a finite 1-D array of length {len(names)}: the logarithms of "
+            f"{names} (hyperparameters with bounds 'fixed' are left out); got {theta!r}."
+        )
+    return arr
+
+
+def check_lml_memory(stack: Serial, x: np.ndarray) -> None:
+    """``MemoryError`` before the unblocked kernel and its reverse pass would not fit."""
+    n = x.shape[0]
+    pair = stack._pair_size(x.shape[1:])
+    arrays = _ARRAYS_PER_LAYER * len(stack.layers) * pair + _ARRAYS_FIXED
+    check_memory(
+        arrays * n * n * 8,
+        f"The log marginal likelihood and its gradient on {n} samples",
+        "Learn the hyperparameters on a subset of the samples (then fix them: bounds 'fixed' "
+        "or optimizer=None with the values found), or use a smaller architecture.",
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("get", "free", "eval_gradient"))
+def _lml(theta, values, stack, x, y, sqrt_w, mask, *, get, free, eval_gradient):
+    """LML (and its gradient with respect to ``theta``) in pure JAX.
+
+    Padding rows (``mask == 0``, zero targets) get covariance ``I``, independent of the real
+    rows: they add 0 to the quadratic term and to ``log det``, and are not counted in ``n``.
+    """
+
+    def lml(theta):
+        it = iter(range(theta.shape[0]))
+        w_std, b_std, alpha = (
+            jnp.exp(theta[next(it)]) if f else v for v, f in zip(values, free, strict=True)
+        )
+        k = getattr(kernel_matrices(replace_stds(stack, w_std, b_std), x, get=get), get)
+        # S C S = S K S + alpha·I, whose log det exceeds log det C by Σ log w.
+        sm = sqrt_w * mask
+        c = sm[:, None] * k * sm[None, :] + jnp.diag(alpha * mask + (1.0 - mask))
+        chol = jnp.linalg.cholesky(c)
+        z = solve_triangular(chol, sqrt_w[:, None] * y, lower=True)  # |z|² = (Sy)ᵀ(SCS)⁻¹(Sy)
+        n, n_targets = jnp.sum(mask), y.shape[1]
+        log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) - 2.0 * jnp.sum(jnp.log(sqrt_w))
+        value = (
+            -0.5 * jnp.sum(z * z)
+            - 0.5 * n_targets * log_det
+            - 0.5 * n * n_targets * jnp.log(2.0 * jnp.pi)
+        )
+        # Smallest pivot L_ii² relative to the mean diagonal: below n·eps, C is singular to
+        # rounding (λ_min ≤ min L_ii²) and the value is rounding noise.
+        pivots = jnp.diag(chol) ** 2
+        relative = jnp.min(jnp.where(mask > 0, pivots, jnp.inf)) / (jnp.sum(jnp.diag(c) * mask) / n)
+        return value, relative * jnp.finfo(c.dtype).eps ** -1 / n
+
+    if eval_gradient:
+        (value, pivot), grad = jax.value_and_grad(lml, has_aux=True)(theta)
+        return value, grad, pivot
+    value, pivot = lml(theta)
+    return value, jnp.zeros_like(theta), pivot
+
+
+class Evidence:
+    """The log marginal likelihood of fixed data as a function of ``theta`` (float64).
+
+    Parameters
+    ----------
+    stack : Serial
+        The estimator's kernel stack (its stds are replaced by those of ``theta``).
+    get : {"nngp", "ntk"}
+        The covariance of the Gaussian process.
+    x : ndarray of shape (n, ...)
+        Training rows as the stack takes them.
+    y : ndarray of shape (n, k)
+        Normalised training targets.
+    sqrt_w : ndarray of shape (n,) or None
+        Square roots of positive sample weights.
+    hyper : Hyperparameters
+    """
+
+    def __init__(self, stack, get, x, y, sqrt_w, hyper: Hyperparameters):
+        check_lml_memory(stack, x)
+        self.stack, self.get, self.hyper = stack, get, hyper
+        n = x.shape[0]
+        pad = -n % _PAD
+        x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)])  # any finite rows will do
+        y = np.concatenate([np.asarray(y, np.float64), np.zeros((pad, y.shape[1]))])
+        sqrt_w = np.ones(n) if sqrt_w is None else np.asarray(sqrt_w, np.float64)
+        with jax.enable_x64(True):
+            self.x = jnp.asarray(x, jnp.float64)
+            self.y = jnp.asarray(y, jnp.float64)
+            self.sqrt_w = jnp.asarray(np.concatenate([sqrt_w, np.ones(pad)]), jnp.float64)
+            self.mask = jnp.asarray(np.arange(n + pad) < n, jnp.float64)
+
+    def __call__(self, theta: np.ndarray, eval_gradient: bool = False):
+        """``(value, gradient)``; :class:`SingularKernelError` where the Cholesky fails."""
+        with jax.enable_x64(True):
+            value, grad, pivot = _lml(
+                jnp.asarray(theta, jnp.float64),
+                self.hyper.values,
+                self.stack,
+                self.x,
+                self.y,
+                self.sqrt_w,
+                self.mask,
+                get=self.get,
+                free=self.hyper.free,
+                eval_gradient=eval_gradient,
+            )
+            value, grad = float(value), np.asarray(grad, dtype=np.float64)
+        if not (np.isfinite(value) and np.isfinite(grad).all() and float(pivot) >= 1.0):
+            w_std, b_std, alpha = self.hyper.with_theta(theta)
+            raise SingularKernelError(
+                f"The {self.get.upper()} plus alpha is not numerically positive definite at "
+                f"w_std={w_std:.4g}, b_std={b_std:.4g}, alpha={alpha:.4g} (theta={theta}): the "
+                "log marginal likelihood is undefined there. Use a larger alpha (or raise the "
+                "lower end of alpha_bounds), or remove duplicate samples."
+            )
+        return value, grad
+
+
+def maximize(
+    evidence: Evidence,
+    optimizer: str | Callable,
+    n_restarts: int,
+    random_state: np.random.RandomState,
+) -> tuple[np.ndarray, float]:
+    """``theta`` of the largest log marginal likelihood found and that value.
+
+    The first run starts from the given values, each restart from a point drawn log-uniformly
+    within the bounds. ``optimizer`` is ``"fmin_l_bfgs_b"`` (:func:`scipy.optimize.minimize`,
+    L-BFGS-B) or a callable ``optimizer(obj_func, initial_theta, bounds) -> (theta_opt,
+    func_min)`` as :class:`~sklearn.gaussian_process.GaussianProcessRegressor` takes it. A run
+    that does not converge gives a :class:`~sklearn.exceptions.ConvergenceWarning` with the best
+    value found; where the kernel is singular the objective is ``+inf`` (gradient 0).
+    """
+    hyper = evidence.hyper
+    bounds = hyper.log_bounds
+
+    def objective(theta, eval_gradient=True):
+        try:
+            value, grad = evidence(theta, eval_gradient=eval_gradient)
+        except SingularKernelError:
+            value, grad = -np.inf, np.zeros_like(theta)
+        return (-value, -grad) if eval_gradient else -value
+
+    starts = [hyper.theta]
+    starts += [random_state.uniform(bounds[:, 0], bounds[:, 1]) for _ in range(n_restarts)]
+    results, failures = [], []
+    for start in starts:
+        if optimizer == "fmin_l_bfgs_b":
+            res = minimize(objective, start, method="L-BFGS-B", jac=True, bounds=bounds)
+            theta = np.clip(res.x, bounds[:, 0], bounds[:, 1])
+            if not res.success:
+                failures.append(str(res.message))
+        else:
+            theta, _ = optimizer(objective, start, bounds)
+            theta = np.asarray(theta, dtype=float).reshape(-1)
+            if theta.shape != start.shape or not np.isfinite(theta).all():
+                raise ValueError(
+                    f"optimizer {optimizer!r} returned theta={theta!r}; expected a finite array "
+                    f"of shape {start.shape} (the logarithms of the free hyperparameters)."
+                )
+            theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
+        results.append((objective(theta)[0], theta))  # one compiled function for all
+    best_value, best_theta = min(results, key=lambda r: r[0])
+    if not np.isfinite(best_value):
+        raise SingularKernelError(
+            f"The {evidence.get.upper()} plus alpha was singular at every point the optimizer "
+            f"reached ({len(starts)} runs): raise the lower end of alpha_bounds or alpha, or "
+            "remove duplicate samples."
+        )
+    if failures:
+        found = dict(
+            zip(
+                (n for n, f in zip(NAMES, hyper.free, strict=True) if f),
+                np.exp(best_theta),
+                strict=True,
+            )
+        )
+        warnings.warn(
+            f"The optimizer of the log marginal likelihood did not converge in "
+            f"{len(failures)} of {len(starts)} runs ({failures[0]}); using the best value "
+            f"found, {-best_value:.6g} at {', '.join(f'{k}={v:.4g}' for k, v in found.items())}."
+            " Try n_restarts_optimizer > 0 or other bounds.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    return best_theta, -best_value
