@@ -27,7 +27,7 @@ from ntk_sklearn.empirical import (
     mlp_readout_features_fn,
     monte_carlo_kernel,
 )
-from ntk_sklearn.kernels import Kernel, fc_kernel
+from ntk_sklearn.kernels import KernelMatrices, fc_kernel
 
 METHODS = ["jacobian", "ntk_vector_products", "auto"]
 
@@ -318,7 +318,7 @@ def test_monte_carlo_reproducible_and_nested():
     a = monte_carlo_kernel(x, n_samples=3, random_state=7, **kwargs)
     b = monte_carlo_kernel(x, n_samples=3, random_state=7, **kwargs)
     c = monte_carlo_kernel(x, n_samples=3, random_state=8, **kwargs)
-    assert isinstance(a, Kernel)
+    assert isinstance(a, KernelMatrices)
     np.testing.assert_array_equal(a.ntk, b.ntk)
     np.testing.assert_array_equal(a.nngp, b.nngp)
     assert not np.allclose(a.ntk, c.ntk)

@@ -27,7 +27,7 @@ from ntk_sklearn.empirical._mlp import _check_architecture, mlp_apply_fn, mlp_in
 from ntk_sklearn.empirical._nngp import empirical_nngp
 from ntk_sklearn.empirical._ntk import empirical_ntk
 from ntk_sklearn.empirical._utils import as_seed, check_positive_int, default_float
-from ntk_sklearn.kernels import Kernel
+from ntk_sklearn.kernels import KernelMatrices
 from ntk_sklearn.kernels._fc import KERNEL_NAMES, as_matrix, parse_get
 
 
@@ -68,7 +68,7 @@ def monte_carlo_kernel(
     method: str = "auto",
     batch_size: int | None = None,
     return_stderr: bool = False,
-) -> Kernel | np.ndarray | tuple[Kernel | np.ndarray, Kernel | np.ndarray]:
+) -> KernelMatrices | np.ndarray | tuple[KernelMatrices | np.ndarray, KernelMatrices | np.ndarray]:
     r"""Monte-Carlo NNGP and NTK: the empirical kernels of finite MLPs, averaged over inits.
 
     Each of ``n_samples`` networks is the built-in MLP (:func:`~ntk_sklearn.empirical.init_mlp`),
@@ -110,8 +110,8 @@ def monte_carlo_kernel(
 
     Returns
     -------
-    Kernel or ndarray of shape (n1, n2)
-        A :class:`~ntk_sklearn.kernels.Kernel` for a tuple ``get``, one array for a string.
+    KernelMatrices or ndarray of shape (n1, n2)
+        A :class:`~ntk_sklearn.kernels.KernelMatrices` for a tuple ``get``, one array for a string.
         Float64 inside ``jax.enable_x64(True)``, else float32. With ``return_stderr``, a pair
         ``(estimate, stderr)`` of that structure (standard errors in float64).
 
@@ -188,7 +188,7 @@ def monte_carlo_kernel(
     def pack(values: dict[str, np.ndarray]):
         if single:
             return values[names[0]]
-        return Kernel(*(values.get(name) for name in KERNEL_NAMES))
+        return KernelMatrices(*(values.get(name) for name in KERNEL_NAMES))
 
     mean = pack({name: stat.mean.astype(dtype) for name, stat in stats.items()})
     if not return_stderr:

@@ -31,9 +31,6 @@ from ntk_sklearn.kernels._layers import (
 )
 from ntk_sklearn.kernels._serial import KernelMatrices, Serial, kernel_matrices, serial
 
-#: Former name of :class:`KernelMatrices`, kept while callers move over.
-Kernel = KernelMatrices
-
 __all__ = [
     "Abs",
     "Activation",
@@ -45,7 +42,6 @@ __all__ = [
     "Gelu",
     "GlobalAvgPool",
     "Identity",
-    "Kernel",
     "KernelMatrices",
     "Layer",
     "LeakyRelu",
