@@ -29,11 +29,13 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ntk_sklearn import _marginal_likelihood, _memory, dynamics
+from ntk_sklearn import _marginal_likelihood, _memory, _progress, dynamics
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
-from ntk_sklearn.kernels import Serial, available_activations
+from ntk_sklearn.kernels import Serial, _tiling, available_activations
+from ntk_sklearn.kernels._serial import TILE_BYTES
 from ntk_sklearn.solvers import CGSolver, choose_solver, solver_memory
+from ntk_sklearn.solvers._sharding import assemble_rows, device_mesh
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
 #: least ``10·n·eps``, the rounding error of the Cholesky factorization).
@@ -151,6 +153,9 @@ class NeuralKernelBase(BaseEstimator):
         "w_std_bounds": [tuple, list, StrOptions({"fixed"})],
         "b_std_bounds": [tuple, list, StrOptions({"fixed"})],
         "alpha_bounds": [tuple, list, StrOptions({"fixed"})],
+        "input_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
+        "input_scale_bounds": [tuple, list, StrOptions({"fixed"})],
+        "verbose": ["verbose"],
     }
 
     # -- parameters, repr, clone ------------------------------------------------------------
@@ -199,7 +204,7 @@ class NeuralKernelBase(BaseEstimator):
     def _setup(self) -> None:
         """Freeze the validated parameters for this fit; check what the constraints cannot."""
         self._hyper = self._resolved_params()
-        for name in _BOUNDS_PARAMS:
+        for name in (*_BOUNDS_PARAMS, "input_scale_bounds"):
             _marginal_likelihood.check_bounds(self._hyper[name], name)
         self._check_kernel()
         self._check_activation()
@@ -301,6 +306,7 @@ class NeuralKernelBase(BaseEstimator):
     def _kernels(self, x1: np.ndarray, x2: np.ndarray | None = None, names=None):
         """The kernels ``names`` (default: those the dynamics need) between rows of x1 and x2."""
         names = names or self._kernel_names()
+        x1, x2 = self._scaled(x1), None if x2 is None else self._scaled(x2)
         if self._user_model():
             apply_fn, params = self.kernel
             # The user's parameters in the estimator's precision (their arrays are not changed).
@@ -319,10 +325,11 @@ class NeuralKernelBase(BaseEstimator):
                 **self._kernel_kwargs(),
             )
         return self._stack()(
-            self._rows(x1),
-            None if x2 is None else self._rows(x2),
+            self._rows(x1, scaled=False),
+            None if x2 is None else self._rows(x2, scaled=False),
             get=names,
             block_size=self._hyper["block_size"],
+            verbose=self._hyper["verbose"],
         )
 
     def _stack(self) -> Serial:
@@ -341,12 +348,40 @@ class NeuralKernelBase(BaseEstimator):
             layers=p["layers"],
         )
 
-    def _rows(self, x: np.ndarray) -> np.ndarray:
-        """The rows of a 2-D ``X`` as the stack's inputs (images when it takes images)."""
+    def _rows(self, x: np.ndarray, scaled: bool = True) -> np.ndarray:
+        """The rows of a 2-D ``X`` as the stack's inputs (images when it takes images).
+
+        ``scaled``: multiplied by the fitted ``input_scale_`` first (when there is one).
+        """
         p = self._hyper
         return reshape_inputs(
-            x, architecture=p["architecture"], image_shape=p["image_shape"], layers=p["layers"]
+            self._scaled(x) if scaled else x,
+            architecture=p["architecture"],
+            image_shape=p["image_shape"],
+            layers=p["layers"],
         )
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        """``x ⊙ input_scale_`` (a new array), or ``x`` itself without input scales."""
+        scale = getattr(self, "input_scale_", None)
+        return x if scale is None else x * scale.astype(x.dtype)
+
+    def _initial_input_scale(self, n_features: int) -> np.ndarray | None:
+        """``input_scale`` as a positive vector of ``n_features`` (``None``: no scaling)."""
+        p = self._hyper
+        if p["input_scale"] is None:  # a pair of bounds: the scales enter theta, from 1
+            return np.ones(n_features) if p["input_scale_bounds"] != "fixed" else None
+        scale = np.asarray(p["input_scale"], dtype=np.float64)
+        if scale.ndim == 0:
+            scale = np.full(n_features, float(scale))
+        if scale.shape != (n_features,) or not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(
+                f"input_scale must be a positive number or a vector of {n_features} positive "
+                f"numbers (one per feature of X); got shape {scale.shape}"
+                + ("" if scale.shape != (n_features,) else " with non-positive or inf entries")
+                + "."
+            )
+        return scale
 
     def _test_nngp(self, x: np.ndarray, full: bool, name: str = "nngp") -> np.ndarray:
         """Kernel ``name`` between test rows (``full``), or its diagonal (prior variances)."""
@@ -403,7 +438,6 @@ class NeuralKernelBase(BaseEstimator):
         (``S A_t S y``), ``jitter_``, and ``chol_`` (``t=None``) or ``evals_``/``evecs_``.
         """
         n = X.shape[0]
-        itemsize = self._np_dtype().itemsize
         self.solver_ = self._choose_solver(n, Y.shape[1])
         stale = ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_")
         for name in (*stale, "log_marginal_likelihood_value_"):
@@ -411,8 +445,7 @@ class NeuralKernelBase(BaseEstimator):
         self._learn_hyperparameters(X, Y, w)
         if self.solver_ == "cg":
             return self._fit_iterative(X, Y, w)
-        n_matrices = len(self._kernel_names()) + 2  # kernels, factor, a temporary
-        check_memory(n_matrices * n * n * itemsize, f"Fitting on {n} samples")
+        self._check_fit_memory(n, Y.shape[1])
         X, Y = self._prepare_targets(X, Y, w)
         with self._scope():
             which = "between training inputs"
@@ -452,12 +485,14 @@ class NeuralKernelBase(BaseEstimator):
             )
 
     def _learn_hyperparameters(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None) -> None:
-        """``w_std_``, ``b_std_``, ``alpha_``: as given, or maximising the evidence.
+        """``w_std_``, ``b_std_``, ``alpha_``, ``input_scale_``: given, or maximising the evidence.
 
         With an ``optimizer``, the values found replace ``w_std``, ``b_std`` and ``alpha`` in
         this fit's frozen parameters (the estimator's own parameters are left as set).
         """
         p = self._hyper
+        self.input_scale_ = None  # the evidence is computed on the unscaled inputs
+        scale = self._initial_input_scale(X.shape[1])
         if p["optimizer"] is not None:
             if p["kernel"] != "analytic":
                 raise ValueError(
@@ -465,8 +500,10 @@ class NeuralKernelBase(BaseEstimator):
                     "differentiated through the infinite-width kernel's recursion. Use "
                     "optimizer=None with kernel='empirical' or your own model."
                 )
-            hyper = _marginal_likelihood.hyperparameters(p, p, check_inside=True)
-            if any(hyper.free):
+            hyper = _marginal_likelihood.hyperparameters(
+                p, p, check_inside=True, scales=scale, scale_bounds=p["input_scale_bounds"]
+            )
+            if len(hyper.theta):
                 sqrt_w = None if w is None else np.sqrt(w)
                 evidence = self._evidence(X, Y, sqrt_w, hyper)
                 theta, _ = _marginal_likelihood.maximize(
@@ -479,12 +516,14 @@ class NeuralKernelBase(BaseEstimator):
                     zip(_marginal_likelihood.NAMES, hyper.with_theta(theta), strict=True)
                 )
                 p.update(learned)
+                scale = hyper.scales_with_theta(theta)
         self.w_std_, self.b_std_, self.alpha_ = (float(p[n]) for n in _marginal_likelihood.NAMES)
+        self.input_scale_ = scale
 
     def _evidence(self, X, Y, sqrt_w, hyper) -> _marginal_likelihood.Evidence:
         """The log marginal likelihood of these rows and targets as a function of ``theta``."""
         with jax.enable_x64(True):
-            rows = self._rows(np.asarray(X, dtype=np.float64))
+            rows = self._rows(np.asarray(X, dtype=np.float64), scaled=False)
         return _marginal_likelihood.Evidence(self._stack(), self._kernel, rows, Y, sqrt_w, hyper)
 
     def log_marginal_likelihood(self, theta=None, eval_gradient: bool = False):
@@ -506,8 +545,9 @@ class NeuralKernelBase(BaseEstimator):
         ----------
         theta : array-like of shape (n_free,), default=None
             ``log`` of the free ones of ``(w_std, b_std, alpha)``, in that order (those whose
-            bounds are ``"fixed"`` are left out). ``None``: the fitted values ``w_std_``,
-            ``b_std_``, ``alpha_``; without ``eval_gradient`` this is
+            bounds are ``"fixed"`` are left out), then of the ``n_features`` input scales when
+            ``input_scale_bounds`` is a pair. ``None``: the fitted values ``w_std_``,
+            ``b_std_``, ``alpha_`` (and ``input_scale_``); without ``eval_gradient`` this is
             ``log_marginal_likelihood_value_``, from the fitted factorization (jitter
             included).
         eval_gradient : bool, default=False
@@ -544,7 +584,15 @@ class NeuralKernelBase(BaseEstimator):
                 "kernel='analytic' (the kernel is recomputed at theta)."
             )
         fitted = {"w_std": self.w_std_, "b_std": self.b_std_, "alpha": self.alpha_}
-        hyper = _marginal_likelihood.hyperparameters(fitted, self._hyper, check_inside=False)
+        hyper = _marginal_likelihood.hyperparameters(
+            fitted,
+            self._hyper,
+            check_inside=False,
+            scales=self.input_scale_,
+            scale_bounds=self._hyper["input_scale_bounds"]
+            if self.input_scale_ is not None
+            else "fixed",
+        )
         theta = hyper.theta if theta is None else _marginal_likelihood.check_theta(theta, hyper)
         evidence = self._evidence(self.X_fit_, self.y_fit_, self._sqrt_weight, hyper)
         value, grad = evidence(theta, eval_gradient)
@@ -600,35 +648,102 @@ class NeuralKernelBase(BaseEstimator):
     def _fit_iterative(self, X: np.ndarray, Y: np.ndarray, w: np.ndarray | None) -> None:
         """Conjugate gradients (``t=None``) or Lanczos (finite ``t``) on one stored kernel.
 
-        Memory: the training kernel once (``n²`` in the fit's dtype: 14.4 GB for 60,000 samples
-        in float32), the preconditioner and a few vectors per target. The NTK estimators' prior
-        covariance (the NNGP) is computed only when a covariance is predicted.
+        The training kernel is one row-sharded jax.Array over every device of every process
+        (:func:`~ntk_sklearn.solvers._sharding.device_mesh`): each process computes the rows of
+        its own devices (a single process: one triangle, mirrored), and CG's products run where
+        the rows are. Rows are padded to a multiple of the device count with ``alpha·I`` (zero
+        targets: zero coefficients). Memory: the kernel once (``n²`` in the fit's dtype: 14.4 GB
+        for 60,000 samples in float32), the preconditioner and a few vectors per target. The NTK
+        estimators' prior covariance (the NNGP) is computed only when a covariance is predicted.
         """
         n = X.shape[0]
         dtype = self._np_dtype()
         rank = min(self._hyper["preconditioner_rank"], n)
-        check_memory(
-            n * n * dtype.itemsize + solver_memory(n, Y.shape[1], dtype, "cg", rank),
-            f"Fitting on {n} samples with solver='cg'",
-        )
+        mesh = device_mesh()
+        n_pad = -(-n // mesh.size) * mesh.size
+        self._check_fit_memory(n_pad, Y.shape[1], rank)
         X, Y = self._prepare_targets(X, Y, w)
-        name = "ntk" if self._kernel == "ntk" else "nngp"
         with self._scope():
-            which = "between training inputs"
-            kernels = self._computed(which, X, lambda: self._kernels(X, names=(name,)))
-            train = getattr(kernels, name)
-            self._check_finite(train, which, X)
-            if w is not None:
-                train *= self._sqrt_weight[:, None]  # S Θ S, in place: the kernel is ours
-                train *= self._sqrt_weight[None, :]
-            train[np.diag_indices(n)] += self._hyper["alpha"]
-            self.train_kernel_ = train
+            train = assemble_rows(
+                (n_pad, n_pad), dtype, mesh, lambda rows: self._training_rows(X, rows, n_pad)
+            )
+            # One CPU device: a NumPy view of the same memory; else it stays on its devices.
+            on_cpu = mesh.size == 1 and mesh.devices.flat[0].platform == "cpu"
+            self.train_kernel_ = np.asarray(train) if on_cpu else train
             self.X_fit_, self.y_fit_ = X, Y.astype(self._hyper["dtype"])
             self.cg_solver_ = CGSolver(
-                tol=self._hyper["tol"], max_iter=self._hyper["max_iter"], rank=rank
+                tol=self._hyper["tol"],
+                max_iter=self._hyper["max_iter"],
+                rank=rank,
+                verbose=self._hyper["verbose"],
             ).fit(train, self._rate_)
             self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
             self.n_iter_ = self.cg_solver_.n_iter_
+
+    def _check_fit_memory(self, n: int, n_targets: int, rank: int = 0) -> None:
+        """The memory plan of a fit, checked before anything is allocated.
+
+        Training kernels (direct solvers keep the NNGP and NTK of the NTK estimators; CG one
+        kernel, the rows of this process's devices), the solver's own arrays
+        (:func:`~ntk_sklearn.solvers.solver_memory`), the kernel tiles in flight (two per local
+        device) and one chunk of test rows against the training rows for ``predict``.
+        ``MemoryError`` naming each part when the sum exceeds the available memory
+        (``MemAvailable``); printed at ``verbose >= 1``.
+        """
+        dtype = self._np_dtype()
+        cg = self.solver_ == "cg"
+        kernels = 1 if cg else len(self._kernel_names())
+        # CG: this process holds the rows of its devices only.
+        share = jax.local_device_count() / jax.device_count() if cg else 1.0
+        plan = {
+            "training kernel" + "s" * (kernels > 1): int(kernels * n * n * dtype.itemsize * share),
+            f"{self.solver_} solver": solver_memory(n, n_targets, dtype, self.solver_, rank),
+            "kernel tiles": 2 * len(jax.local_devices()) * TILE_BYTES,
+            "test-kernel chunk": 3 * min(n, _PREDICT_CHUNK) * n * dtype.itemsize,
+        }
+        parts = ", ".join(f"{part} {size / 2**30:.2f} GiB" for part, size in plan.items())
+        available = _memory.available_memory()
+        _progress.report(
+            self._hyper["verbose"],
+            f"memory plan of the fit on {n} samples: {parts}; "
+            + ("available: unknown" if available is None else f"{available / 2**30:.1f} GiB free"),
+        )
+        check_memory(sum(plan.values()), f"Fitting on {n} samples ({parts})")
+
+    def _training_rows(self, X: np.ndarray, rows: slice, n_pad: int) -> np.ndarray:
+        """Rows ``rows`` of the padded training kernel ``S Θ S + alpha·I`` (host, in place).
+
+        The block of ``rows`` with themselves is computed as one symmetric kernel (a triangle),
+        the blocks with the other rows in full; a single process computes all rows at once.
+        """
+        n, name = X.shape[0], "ntk" if self._kernel == "ntk" else "nngp"
+        which = "between training inputs"
+        lo, hi = min(rows.start, n), min(rows.stop, n)
+
+        def kernel(a: slice, b: slice | None = None) -> np.ndarray:
+            x2 = None if b is None else X[b]
+            k = self._computed(which, X, lambda: self._kernels(X[a], x2, names=(name,)))
+            k = getattr(k, name)
+            self._check_finite(k, which, X)
+            return k
+
+        if (lo, hi) == (0, n) and n_pad == n:
+            out = kernel(slice(0, n))  # everything on one device: no copy
+        else:
+            out = _tiling.aligned_empty((rows.stop - rows.start, n_pad), self._np_dtype())
+            out[...] = 0.0
+            if hi > lo:
+                out[: hi - lo, lo:hi] = kernel(slice(lo, hi))
+                if lo > 0:
+                    out[: hi - lo, :lo] = kernel(slice(lo, hi), slice(0, lo))
+                if hi < n:
+                    out[: hi - lo, hi:n] = kernel(slice(lo, hi), slice(hi, n))
+        if self._sqrt_weight is not None and hi > lo:
+            out[: hi - lo, :n] *= self._sqrt_weight[lo:hi, None]  # S Θ S, in place
+            out[: hi - lo, :n] *= self._sqrt_weight[None, :]
+        # + alpha·I (on the padding too, which then solves to zero).
+        out[np.arange(out.shape[0]), np.arange(rows.start, rows.stop)] += self._hyper["alpha"]
+        return out
 
     def _cholesky(self, k: jax.Array, stacklevel: int = 5) -> tuple[jax.Array, float]:
         """Lower Cholesky factor of ``k`` and the jitter added to its diagonal to get it.
@@ -688,7 +803,10 @@ class NeuralKernelBase(BaseEstimator):
         if s is not None:
             b = s * b
         if self.solver_ == "cg":
-            out = jnp.asarray(self.cg_solver_.apply(np.asarray(b), times))
+            b = np.asarray(b)
+            pad = self.cg_solver_.n_ - b.shape[0]  # rows padded to the device count
+            b = np.concatenate([b, np.zeros((pad, b.shape[1]), b.dtype)]) if pad else b
+            out = jnp.asarray(self.cg_solver_.apply(b, times)[: b.shape[0] - pad])
         elif times is None:
             out = dynamics.cho_apply(jnp.asarray(self.chol_), b)
         else:

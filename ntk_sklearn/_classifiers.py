@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntk_sklearn._base import NeuralKernelBase
 from ntk_sklearn._regressors import _ATTRIBUTES_DOC, _PARAMS_DOC
+from ntk_sklearn.solvers._sharding import to_host
 
 #: Training rows on which the temperature is fitted when ``solver_ == "cg"`` (a dense
 #: factorization of their kernel gives the leave-one-out outputs).
@@ -54,6 +55,9 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         w_std_bounds=(0.05, 20.0),
         b_std_bounds=(1e-4, 10.0),
         alpha_bounds=(1e-8, 1e3),
+        input_scale=None,
+        input_scale_bounds="fixed",
+        verbose=0,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -83,6 +87,9 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.w_std_bounds = w_std_bounds
         self.b_std_bounds = b_std_bounds
         self.alpha_bounds = alpha_bounds
+        self.input_scale = input_scale
+        self.input_scale_bounds = input_scale_bounds
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -146,7 +153,8 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
             if n > _LOO_SUBSET:
                 rows = np.sort(np.random.default_rng(0).choice(n, _LOO_SUBSET, replace=False))
                 rate = rate * (s**2).sum() / (s[rows] ** 2).sum()  # lr / (C · Σ w) of the subset
-            m = self.train_kernel_[np.ix_(rows, rows)].astype(np.float64)
+            # The kernel may be a jax.Array sharded over devices (and processes).
+            m = to_host(self.train_kernel_[np.ix_(rows, rows)]).astype(np.float64)
             s, z = s[rows], z[rows]
             if t is None:
                 with self._scope():  # jitter (with a warning) if the subset's kernel is singular

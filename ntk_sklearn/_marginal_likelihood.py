@@ -12,7 +12,10 @@ networks), observed with noise of variance ``alpha``:
 ``W`` the sample weights (``C = K + alpha·I`` without). It is computed from the Cholesky factor
 of ``S C S = S K S + alpha·I`` (``S = diag(√w)``): ``log det C = log det(S C S) - Σ log w``.
 ``theta`` is the natural logarithm of the free ones of ``(w_std, b_std, alpha)`` (in that
-order; a hyperparameter whose bounds are ``"fixed"`` is left out). The kernel is
+order; a hyperparameter whose bounds are ``"fixed"`` is left out), followed, when they are
+learned, by the logarithms of the per-feature input scales ``s`` (automatic relevance
+determination: the kernel of ``x ⊙ s``, i.e. first-layer weights of variance
+``w_std² s_j² / d`` for feature ``j``). The kernel is
 :func:`~ntk_sklearn.kernels.kernel_matrices` of the stack built from traced stds, so the
 gradient is exact (reverse-mode autodiff, float64), diagonal and duplicate rows included.
 """
@@ -52,22 +55,43 @@ class SingularKernelError(ValueError):
 
 
 class Hyperparameters(NamedTuple):
-    """Values of ``(w_std, b_std, alpha)``, which are free, and the log-bounds of the free."""
+    """Values of ``(w_std, b_std, alpha)`` and the input scales; which are free; log-bounds.
+
+    ``log_bounds`` has one row per entry of ``theta``: the free stds and alpha, then one per
+    input scale when ``scales_free``.
+    """
 
     values: tuple[float, float, float]
     free: tuple[bool, bool, bool]
-    log_bounds: np.ndarray  # (n_free, 2)
+    log_bounds: np.ndarray  # (len(theta), 2)
+    scales: np.ndarray | None = None  # per-feature input scales; None: inputs as they are
+    scales_free: bool = False
 
     @property
     def theta(self) -> np.ndarray:
-        """``log`` of the free values."""
-        return np.log([v for v, f in zip(self.values, self.free, strict=True) if f])
+        """``log`` of the free values, then of the input scales when they are free."""
+        logs = np.log([v for v, f in zip(self.values, self.free, strict=True) if f])
+        return np.concatenate([logs, np.log(self.scales)]) if self.scales_free else logs
 
     def with_theta(self, theta: np.ndarray) -> tuple[float, float, float]:
         """``(w_std, b_std, alpha)`` with the free ones set to ``exp(theta)``."""
         it = iter(np.exp(np.asarray(theta, dtype=float)))
         pairs = zip(self.values, self.free, strict=True)
         return tuple(float(next(it)) if f else v for v, f in pairs)
+
+    def scales_with_theta(self, theta: np.ndarray) -> np.ndarray | None:
+        """The input scales at ``theta`` (its last entries when they are free)."""
+        if not self.scales_free:
+            return self.scales
+        return np.exp(np.asarray(theta, dtype=float)[sum(self.free) :])
+
+    @property
+    def names(self) -> list[str]:
+        """The name of each entry of ``theta``."""
+        names = [n for n, f in zip(NAMES, self.free, strict=True) if f]
+        if not self.scales_free:
+            return names
+        return names + [f"input_scale[{j}]" for j in range(len(self.scales))]
 
 
 def check_bounds(bounds, name: str) -> tuple[float, float] | None:
@@ -88,10 +112,18 @@ def check_bounds(bounds, name: str) -> tuple[float, float] | None:
     return low, high
 
 
-def hyperparameters(values: dict, bounds: dict, *, check_inside: bool) -> Hyperparameters:
+def hyperparameters(
+    values: dict,
+    bounds: dict,
+    *,
+    check_inside: bool,
+    scales: np.ndarray | None = None,
+    scale_bounds="fixed",
+) -> Hyperparameters:
     """Validated :class:`Hyperparameters` from ``values[name]`` and ``bounds[name + "_bounds"]``.
 
-    With ``check_inside``, a free value outside its bounds (a zero ``b_std`` or ``alpha``
+    ``scales`` (per-feature input scales, or ``None``) are learned when ``scale_bounds`` is a
+    pair. With ``check_inside``, a free value outside its bounds (a zero ``b_std`` or ``alpha``
     included) is a ``ValueError`` saying what to change.
     """
     free, log_bounds = [], []
@@ -101,28 +133,44 @@ def hyperparameters(values: dict, bounds: dict, *, check_inside: bool) -> Hyperp
         free.append(checked is not None)
         if checked is None:
             continue
-        low, high = checked
-        value = values[name]
-        # exp(log(bound)) may round past the bound: allow that much slack.
-        if check_inside and not (low * (1 - 1e-10) <= value <= high * (1 + 1e-10)):
-            raise ValueError(
-                f"{name}={value!r} is outside {key}=({low:g}, {high:g}): the optimizer starts "
-                f"from {name}. Set {name} inside the bounds, widen {key}, or use "
-                f"{key}='fixed' to keep {name} as it is."
-            )
-        log_bounds.append((math.log(low), math.log(high)))
+        _check_inside(name, values[name], checked, check_inside)
+        log_bounds.append((math.log(checked[0]), math.log(checked[1])))
+    checked = check_bounds(scale_bounds, "input_scale_bounds")
+    if checked is not None:
+        for value in np.unique(scales):
+            _check_inside("input_scale", float(value), checked, check_inside)
+        log_bounds += [(math.log(checked[0]), math.log(checked[1]))] * len(scales)
     values = tuple(float(values[name]) for name in NAMES)
-    return Hyperparameters(values, tuple(free), np.array(log_bounds, dtype=float).reshape(-1, 2))
+    return Hyperparameters(
+        values,
+        tuple(free),
+        np.array(log_bounds, dtype=float).reshape(-1, 2),
+        None if scales is None else np.asarray(scales, dtype=float),
+        checked is not None,
+    )
+
+
+def _check_inside(name: str, value: float, bounds: tuple[float, float], check: bool) -> None:
+    low, high = bounds
+    key = f"{name}_bounds"
+    # exp(log(bound)) may round past the bound: allow that much slack.
+    if check and not (low * (1 - 1e-10) <= value <= high * (1 + 1e-10)):
+        raise ValueError(
+            f"{name}={value!r} is outside {key}=({low:g}, {high:g}): the optimizer starts "
+            f"from {name}. Set {name} inside the bounds, widen {key}, or use "
+            f"{key}='fixed' to keep {name} as it is."
+        )
 
 
 def check_theta(theta, hyper: Hyperparameters) -> np.ndarray:
     """``theta`` as a finite float64 vector of the number of free hyperparameters."""
-    names = [n for n, f in zip(NAMES, hyper.free, strict=True) if f]
+    names = hyper.names
     arr = np.asarray(theta, dtype=float) if not isinstance(theta, str) else np.array([np.nan])
     if arr.ndim != 1 or arr.shape[0] != len(names) or not np.isfinite(arr).all():
+        shown = names if len(names) <= 6 else [*names[:4], "...", names[-1]]
         raise ValueError(
             f"theta must be a finite 1-D array of length {len(names)}: the logarithms of "
-            f"{names} (hyperparameters with bounds 'fixed' are left out); got {theta!r}."
+            f"{shown} (hyperparameters with bounds 'fixed' are left out); got {theta!r}."
         )
     return arr
 
@@ -140,8 +188,10 @@ def check_lml_memory(stack: Serial, x: np.ndarray) -> None:
     )
 
 
-@functools.partial(jax.jit, static_argnames=("get", "free", "eval_gradient"))
-def _lml(theta, values, stack, x, y, sqrt_w, mask, *, get, free, eval_gradient):
+@functools.partial(jax.jit, static_argnames=("get", "free", "scales_free", "eval_gradient"))
+def _lml(
+    theta, values, scales, stack, x, y, sqrt_w, mask, *, get, free, scales_free, eval_gradient
+):
     """LML (and its gradient with respect to ``theta``) in pure JAX.
 
     Padding rows (``mask == 0``, zero targets) get covariance ``I``, independent of the real
@@ -153,7 +203,10 @@ def _lml(theta, values, stack, x, y, sqrt_w, mask, *, get, free, eval_gradient):
         w_std, b_std, alpha = (
             jnp.exp(theta[next(it)]) if f else v for v, f in zip(values, free, strict=True)
         )
-        k = getattr(kernel_matrices(replace_stds(stack, w_std, b_std), x, get=get), get)
+        s = jnp.exp(theta[sum(free) :]) if scales_free else scales
+        # The kernel of x ⊙ s: feature j's first-layer weights have variance w_std² s_j² / d.
+        xs = x if s is None else x * s.reshape(x.shape[1:])
+        k = getattr(kernel_matrices(replace_stds(stack, w_std, b_std), xs, get=get), get)
         # S C S = S K S + alpha·I, whose log det exceeds log det C by Σ log w.
         sm = sqrt_w * mask
         c = sm[:, None] * k * sm[None, :] + jnp.diag(alpha * mask + (1.0 - mask))
@@ -217,6 +270,7 @@ class Evidence:
             value, grad, pivot = _lml(
                 jnp.asarray(theta, jnp.float64),
                 self.hyper.values,
+                None if self.hyper.scales is None else jnp.asarray(self.hyper.scales),
                 self.stack,
                 self.x,
                 self.y,
@@ -224,6 +278,7 @@ class Evidence:
                 self.mask,
                 get=self.get,
                 free=self.hyper.free,
+                scales_free=self.hyper.scales_free,
                 eval_gradient=eval_gradient,
             )
             value, grad = float(value), np.asarray(grad, dtype=np.float64)
@@ -290,13 +345,7 @@ def maximize(
             "remove duplicate samples."
         )
     if failures:
-        found = dict(
-            zip(
-                (n for n, f in zip(NAMES, hyper.free, strict=True) if f),
-                np.exp(best_theta),
-                strict=True,
-            )
-        )
+        found = dict(zip(hyper.names[: sum(hyper.free)], np.exp(best_theta), strict=False))
         warnings.warn(
             f"The optimizer of the log marginal likelihood did not converge in "
             f"{len(failures)} of {len(starts)} runs ({failures[0]}); using the best value "

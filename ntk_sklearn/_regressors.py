@@ -125,6 +125,20 @@ default=(0.05, 20.0), (1e-4, 10.0), (1e-8, 1e3)
         ``optimizer``, or ``"fixed"`` to keep it as given (it then leaves ``theta``). The
         starting value must lie within its bounds (``ValueError`` otherwise: ``b_std=0`` or
         ``alpha=0`` needs ``"fixed"``).
+    input_scale : float, array-like of shape (n_features,) or None, default=None
+        Per-feature factors applied to ``X`` before the kernel: the network's first-layer
+        weights from feature ``j`` have variance ``w_std² · input_scale[j]² / n_features``.
+        ``None``: no scaling (all 1). With ``optimizer`` and ``input_scale_bounds`` a pair, the
+        starting values of automatic relevance determination (``None``: start from 1).
+    input_scale_bounds : pair of float or "fixed", default="fixed"
+        ``(low, high)``: ``optimizer`` learns one input scale per feature (automatic relevance
+        determination, like an ARD length scale of :class:`~sklearn.gaussian_process.kernels.RBF`:
+        irrelevant features get small scales), ``n_features`` more entries of ``theta``.
+        Fitted values: ``input_scale_``.
+    verbose : int, default=0
+        Progress of long fits and predictions: ``1`` prints the memory plan of ``fit``, then
+        every 10 s the kernel tiles done with an estimate of the time left and CG's iteration
+        with its relative residual; ``2`` prints every tile and iteration. Silent at ``0``.
 """
 
 _ATTRIBUTES_DOC = """
@@ -139,10 +153,12 @@ _ATTRIBUTES_DOC = """
     dual_coef_ : ndarray of shape (n_samples, n_targets)
         ``A_t y`` (``S A_t S y`` with ``S = diag(√sample_weight)``): the mean prediction is
         ``kernel(X, X_fit_) @ dual_coef_``.
-    train_kernel_ : ndarray of shape (n_samples, n_samples)
+    train_kernel_ : ndarray or jax.Array of shape (n_samples, n_samples)
         The kernel of the dynamics (NTK or NNGP) between training inputs, plus ``alpha`` on the
         diagonal; with ``sample_weight`` ``w``, ``diag(√w) K diag(√w) + alpha·I``. Samples of
-        zero weight are dropped (from ``X_fit_`` and ``y_fit_`` too).
+        zero weight are dropped (from ``X_fit_`` and ``y_fit_`` too). With ``solver_ == "cg"``
+        on several devices, a jax.Array row-sharded over all of them, padded with ``alpha·I``
+        to a multiple of the device count.
     solver_ : str
         The solver used: ``"cholesky"``, ``"eigh"`` or ``"cg"``.
     n_iter_ : int
@@ -162,6 +178,9 @@ _ATTRIBUTES_DOC = """
         The hyperparameters of the fitted model: learned by ``optimizer``, else as given.
         ``alpha_`` is in normalised-``y`` units (the noise variance of ``y`` is
         ``alpha_ · y_train_std_²``).
+    input_scale_ : ndarray of shape (n_features,) or None
+        The per-feature input scales of the fitted model (learned with ``input_scale_bounds``
+        a pair and an ``optimizer``, else ``input_scale``); ``None`` without input scaling.
     log_marginal_likelihood_value_ : float
         :meth:`log_marginal_likelihood` at the fitted hyperparameters, from the fitted
         factorization (jitter included). Not set with ``solver_ == "cg"`` (it would need a
@@ -223,6 +242,9 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         w_std_bounds=(0.05, 20.0),
         b_std_bounds=(1e-4, 10.0),
         alpha_bounds=(1e-8, 1e3),
+        input_scale=None,
+        input_scale_bounds="fixed",
+        verbose=0,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -253,6 +275,9 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         self.w_std_bounds = w_std_bounds
         self.b_std_bounds = b_std_bounds
         self.alpha_bounds = alpha_bounds
+        self.input_scale = input_scale
+        self.input_scale_bounds = input_scale_bounds
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -16,6 +16,7 @@ MODULES = [
     "ntk_sklearn.gaussian_process._kernels",
     "ntk_sklearn.datasets._idx",
     "ntk_sklearn.datasets._npz",
+    "ntk_sklearn._progress",
 ]
 
 

@@ -267,3 +267,90 @@ def test_include_noise_needs_a_variance(data):
     x, y = data
     with pytest.raises(ValueError, match="include_noise=True .* return_std"):
         NNGPRegressor().fit(x, y).predict(x, include_noise=True)
+
+
+# -- input scales (automatic relevance determination) -----------------------------------------
+
+
+@pytest.mark.parametrize("get", ["nngp", "ntk"])
+def test_input_scales_in_theta_equal_scipy_and_central_differences(data, get):
+    """theta = log(w_std, b_std, alpha, s_1..s_d): the kernel of x ⊙ s, gradient exact."""
+    x, y = data
+    model = REGRESSORS[get](depth=2, alpha=0.05, input_scale_bounds=(1e-3, 1e3)).fit(x, y)
+    scales = np.array([0.7, 1.9, 0.2])
+    theta = np.log([1.3, 0.4, 0.02, *scales])
+    expected = _scipy_lml(x * scales, model.y_fit_, get, 1.3, 0.4, 0.02, depth=2)
+    value, grad = model.log_marginal_likelihood(theta, eval_gradient=True)
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
+    h = 1e-5
+    numeric = [
+        (
+            model.log_marginal_likelihood(theta + h * e)
+            - model.log_marginal_likelihood(theta - h * e)
+        )
+        / (2 * h)
+        for e in np.eye(6)
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+
+
+def test_fixed_input_scale_equals_scaled_inputs(data):
+    x, y = data
+    scales = np.array([0.5, 2.0, 1.5])
+    for cls in (NNGPRegressor, NTKRegressor):
+        a = cls(depth=2, input_scale=scales).fit(x, y)
+        b = cls(depth=2).fit(x * scales, y)
+        x_test = x[:5] + 0.3
+        ma, sa = a.predict(x_test, return_std=True)
+        mb, sb = b.predict(x_test * scales, return_std=True)
+        np.testing.assert_allclose(ma, mb, rtol=1e-12)
+        np.testing.assert_allclose(sa, sb, rtol=1e-10)
+        np.testing.assert_array_equal(a.input_scale_, scales)
+    assert NNGPRegressor().fit(x, y).input_scale_ is None
+
+
+def test_ard_finds_the_relevant_features():
+    """y depends on features 0 and 1 of 5: the learned scales of the others collapse, and the
+    held-out fit beats the isotropic one (as ARD length scales do for an RBF)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(160, 5))
+    y = np.sin(2 * x[:, 0]) + x[:, 1] ** 2 + 0.1 * rng.normal(size=160)
+    train, test = slice(0, 120), slice(120, None)
+    ard = NNGPRegressor(depth=2, optimizer=LBFGS, input_scale_bounds=(1e-3, 1e2))
+    iso = NNGPRegressor(depth=2, optimizer=LBFGS)
+    ard.fit(x[train], y[train])
+    iso.fit(x[train], y[train])
+    assert ard.input_scale_.shape == (5,)
+    assert ard.input_scale_[2:].max() < 0.1 * ard.input_scale_[:2].min()
+    assert ard.log_marginal_likelihood_value_ > iso.log_marginal_likelihood_value_
+    assert ard.score(x[test], y[test]) > iso.score(x[test], y[test]) + 0.05
+    # The evidence at the fitted values equals SciPy's on the scaled inputs.
+    expected = _scipy_lml(
+        x[train] * ard.input_scale_, ard.y_fit_, "nngp", ard.w_std_, ard.b_std_, ard.alpha_, 2
+    )
+    np.testing.assert_allclose(ard.log_marginal_likelihood_value_, expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (np.ones(2), "vector of 3 positive numbers.*got shape \\(2,\\)"),
+        (np.array([1.0, -1.0, 1.0]), "non-positive"),
+        (np.array([1.0, np.inf, 1.0]), "non-positive or inf"),
+    ],
+)
+def test_bad_input_scale(data, scale, message):
+    x, y = data
+    with pytest.raises(ValueError, match=message):
+        NNGPRegressor(input_scale=scale).fit(x, y)
+
+
+def test_input_scale_outside_its_bounds_and_theta_length(data):
+    x, y = data
+    with pytest.raises(ValueError, match="input_scale=5.0 is outside input_scale_bounds"):
+        NNGPRegressor(optimizer=LBFGS, input_scale=5.0, input_scale_bounds=(0.1, 2.0)).fit(x, y)
+    with pytest.raises(ValueError, match="input_scale_bounds must be 'fixed' or a pair"):
+        NNGPRegressor(input_scale_bounds=(0.0, 1.0)).fit(x, y)
+    model = NNGPRegressor(input_scale_bounds=(1e-3, 1e3), input_scale=1.0).fit(x, y)
+    with pytest.raises(ValueError, match="length 6.*input_scale\\[0\\]"):
+        model.log_marginal_likelihood(np.zeros(3))

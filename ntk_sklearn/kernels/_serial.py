@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._progress import Progress
 from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, parse_get
 from ntk_sklearn.kernels import _tiling
 from ntk_sklearn.kernels._layers import Layer, Shape
@@ -113,6 +114,7 @@ class Serial:
         *,
         get: str | Sequence[str] = KERNEL_NAMES,
         block_size: int | None = None,
+        verbose: int = 0,
     ) -> KernelMatrices | np.ndarray:
         """NNGP and NTK between the rows of ``x1`` and ``x2``.
 
@@ -128,6 +130,8 @@ class Serial:
             Rows per tile; by default as many as fit in about 256 MiB of working memory (at
             most 2048). Smaller values are raised so that a side has at most 64 tiles (but not
             above the default).
+        verbose : int, default=0
+            ``1``: a progress line (tiles done, time left) every 10 s; ``2``: one per tile.
 
         Returns
         -------
@@ -184,7 +188,8 @@ class Serial:
                 if symmetric and i != j:
                     out[name][cols, rows] = tile.T
 
-        _tiling.run_tiles([(blocks1[i], blocks2[j]) for i, j in index], compute, store)
+        progress = Progress(f"{'+'.join(names).upper()} {n1}x{n2}", len(index), verbose)
+        _tiling.run_tiles([(blocks1[i], blocks2[j]) for i, j in index], compute, store, progress)
         return out[names[0]] if single else KernelMatrices(out.get("nngp"), out.get("ntk"))
 
     def diag(self, x, *, get: str | Sequence[str] = KERNEL_NAMES) -> KernelMatrices | np.ndarray:

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from ntk_sklearn._progress import Progress
+
 
 class RowBlock(NamedTuple):
     """Rows ``rows`` of an input, padded with zero rows up to a bucketed size."""
@@ -68,11 +70,13 @@ def run_tiles(
     pairs: list[tuple[RowBlock, RowBlock | None]],
     compute: Callable,
     store: Callable[[int, tuple], None],
+    progress: Progress | None = None,
 ) -> None:
     """Run ``compute(a, b)`` (``b=None``: a row block's diagonal) on every pair, a few in flight.
 
     JAX dispatches asynchronously: a tile's result is only waited for (``store``, which copies it
     to the host) once later tiles have been queued, so devices stay busy while results transfer.
+    ``progress`` counts the stored tiles.
     """
     devices = jax.local_devices()
     in_flight = 2 * len(devices)
@@ -83,6 +87,12 @@ def run_tiles(
         b_dev = None if b is None else (a_dev if b is a else jax.device_put(b.x, device))
         pending.append((k, compute(a_dev, b_dev)))
         if len(pending) >= in_flight:
-            store(*pending.popleft())
+            _store(store, pending.popleft(), progress)
     while pending:
-        store(*pending.popleft())
+        _store(store, pending.popleft(), progress)
+
+
+def _store(store, item: tuple[int, tuple], progress: Progress | None) -> None:
+    store(*item)
+    if progress is not None:
+        progress.step()

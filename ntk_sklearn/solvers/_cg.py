@@ -10,6 +10,8 @@ row-sharded kernel stays on its devices (:mod:`ntk_sklearn.solvers._sharding`).
 from __future__ import annotations
 
 import functools
+import math
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ntk_sklearn._progress import INTERVAL, format_seconds, report
 from ntk_sklearn.solvers._base import (
     Solver,
     check_kernel,
@@ -27,12 +30,23 @@ from ntk_sklearn.solvers._base import (
 )
 from ntk_sklearn.solvers._expm import lanczos_gain
 from ntk_sklearn.solvers._preconditioners import PRECONDITIONERS, build_preconditioner
-from ntk_sklearn.solvers._sharding import make_matvec, on_device, vector_sharding
+from ntk_sklearn.solvers._sharding import (
+    make_matvec,
+    on_device,
+    put_like,
+    replicated,
+    to_host,
+    vector_sharding,
+)
 
 
-@functools.partial(jax.jit, static_argnames=("matvec",))
-def _pcg(matvec, k, b, U, coef, tol, max_iter):
-    """Preconditioned CG on every column of ``b``: returns ``x``, iterations, true residuals."""
+@functools.partial(jax.jit, static_argnames=("matvec", "progress"))
+def _pcg(matvec, k, b, U, coef, tol, max_iter, progress=None):
+    """Preconditioned CG on every column of ``b``: returns ``x``, iterations, true residuals.
+
+    ``progress(iteration, largest relative residual)``, when given, runs on the host after each
+    iteration (``jax.debug.callback``): the progress of ``verbose``.
+    """
 
     def precondition(v):
         # P⁻¹ v = v + U (coef ⊙ Uᵀ v)   (Nyström preconditioner, _preconditioners.py)
@@ -63,6 +77,9 @@ def _pcg(matvec, k, b, U, coef, tol, max_iter):
         rz_new = jnp.sum(r * z, axis=0)
         # β = r_newᵀ z_new / rᵀz ;  p = z + β p
         beta = jnp.where(active & (rz > 0), rz_new / jnp.where(rz > 0, rz, 1.0), 0.0)
+        if progress is not None:
+            bnorm = norms(b)
+            jax.debug.callback(progress, it + 1, jnp.max(norms(r) / jnp.where(bnorm > 0, bnorm, 1)))
         return it + 1, x, r, z + beta * p, jnp.where(active, rz_new, rz)
 
     it, x, _, _, _ = jax.lax.while_loop(cond, body, start)
@@ -92,6 +109,9 @@ class CGSolver(Solver):
         jax.Array). ``"float32"`` halves the memory; products stay float64.
     random_state : int, default=0
         Seed of the Nyström columns.
+    verbose : int, default=0
+        ``1``: a line with the iteration and the largest relative residual every 10 s;
+        ``2``: one per iteration.
 
     Attributes
     ----------
@@ -127,6 +147,7 @@ class CGSolver(Solver):
         rank: int = 100,
         kernel_dtype: str | None = None,
         random_state: int = 0,
+        verbose: int = 0,
     ):
         if isinstance(tol, bool) or not isinstance(tol, Real) or not 0 < tol < 1:
             raise ValueError(f"tol must be a number in (0, 1), e.g. 1e-6; got {tol!r}.")
@@ -150,6 +171,7 @@ class CGSolver(Solver):
         self.rank = int(rank)
         self.kernel_dtype = kernel_dtype
         self.random_state = random_state
+        self.verbose = verbose
 
     def _params(self) -> dict:
         return {
@@ -183,28 +205,32 @@ class CGSolver(Solver):
         kernel = on_device(self.kernel_, self.kernel_.dtype)
         matvec = make_matvec(kernel)
         with jax.enable_x64(True):
-            b = jnp.asarray(np.asarray(B2), jnp.float64)
+            b = np.asarray(B2, np.float64)
             sharding = vector_sharding(kernel)
-            if sharding is not None:
-                b = jax.device_put(b, sharding)
+            # On several processes every one passes the same b; each keeps its own rows.
+            b = jnp.asarray(b) if sharding is None else put_like(b, sharding)
             if t == 0:
                 out, it, res = np.zeros(b.shape), 0, np.zeros(b.shape[1])
             elif t is None:
-                pre = self.precond_
+                U, coef = self.precond_
+                if sharding is not None:
+                    # Replicated (n x rank): every device applies it to its rows' share of r.
+                    U, coef = (put_like(a, replicated(sharding)) for a in (U, coef))
                 out, it, res = _pcg(
-                    matvec,
-                    kernel,
-                    b,
-                    jnp.asarray(pre.U),
-                    jnp.asarray(pre.coef),
-                    self.tol,
-                    max_iter,
+                    matvec, kernel, b, U, coef, self.tol, max_iter, self._reporter()
                 )
             else:
                 out, it, res = lanczos_gain(matvec, kernel, b, self.rate_ * t, self.tol, max_iter)
-            out, res = np.asarray(out).astype(dtype), np.asarray(res)
+            out, res, it = to_host(out).astype(dtype), to_host(res), to_host(it)
         self.n_iter_ = int(it)
         self.residual_ = float(res.max(initial=0.0))
+        if self.verbose:
+            what = "CG" if t is None else "Lanczos"
+            report(
+                self.verbose,
+                f"{what}: {self.n_iter_} iterations, relative residual "
+                f"{self.residual_:.2e} (tol {self.tol:g})",
+            )
         if self.residual_ > self.tol:
             what = "CG" if t is None else "Lanczos (finite t)"
             warnings.warn(
@@ -216,3 +242,33 @@ class CGSolver(Solver):
                 stacklevel=2,
             )
         return out[:, 0] if was_1d else out
+
+    def _reporter(self):
+        """The host callback that prints CG's progress (``None`` when silent).
+
+        The time left is extrapolated from the residual's geometric decrease so far:
+        ``log(r / tol) / rate`` more iterations at the mean time per iteration.
+        """
+        if not self.verbose:
+            return None
+        start = last = time.perf_counter()
+        first = None
+
+        def show(iteration, residual) -> None:
+            nonlocal last, first
+            now, iteration, residual = time.perf_counter(), int(iteration), float(residual)
+            first = first or (iteration, residual)
+            if self.verbose < 2 and now - last < INTERVAL:
+                return
+            last, elapsed = now, now - start
+            line = (
+                f"CG: iteration {iteration}, relative residual {residual:.2e} (tol {self.tol:g}), "
+                f"{format_seconds(elapsed)} elapsed"
+            )
+            rate = math.log(first[1] / residual) / max(iteration - first[0], 1)
+            if rate > 0 and residual > self.tol:
+                left = math.log(residual / self.tol) / rate * elapsed / iteration
+                line += f", about {format_seconds(left)} left"
+            report(self.verbose, line)
+
+        return show

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.linalg
 
 from ntk_sklearn.solvers._base import x64_scope
+from ntk_sklearn.solvers._sharding import to_host
 
 PRECONDITIONERS = ("nystrom", "pivoted_cholesky", None)
 
@@ -65,14 +66,14 @@ def _columns(K, idx) -> np.ndarray:
     if isinstance(K, np.ndarray):
         return K[:, idx].astype(np.float64)
     with x64_scope(K.dtype):
-        return np.asarray(K[:, jax.numpy.asarray(idx)]).astype(np.float64)
+        return to_host(K[:, jax.numpy.asarray(idx)]).astype(np.float64)
 
 
 def _diagonal(K) -> np.ndarray:
     if isinstance(K, np.ndarray):
         return np.diag(K).astype(np.float64)
     with x64_scope(K.dtype):
-        return np.asarray(jax.numpy.diagonal(K)).astype(np.float64)
+        return to_host(jax.numpy.diagonal(K)).astype(np.float64)
 
 
 def pivoted_cholesky(K, rank: int, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,19 @@
-"""Kernel-block products ``K X`` that keep a row-sharded kernel on its devices.
+"""Row-sharded kernels on JAX's engine, and products ``K X`` that keep them on their devices.
 
 The kernel may be a jax.Array row-sharded over a 1-D mesh (``NamedSharding(mesh, P("rows",
-None))``). Each device multiplies its rows by the (replicated) block ``X`` under
-``jax.shard_map``; only the ``n x m`` product travels. A float32 kernel is multiplied in float64:
-each block of rows is converted to float64 just before its product (one block of
-``ROW_BLOCK_BYTES`` at a time), so the kernel is stored once, in float32, and the products are
-accumulated in float64.
+None))``), on one process or on several after ``jax.distributed.initialize()``:
+:func:`assemble_rows` builds one from the rows each process computes for its own devices, and
+:func:`to_host` brings a (small) result back to every process. Each device multiplies its rows by
+the (replicated) block ``X`` under ``jax.shard_map``; only the ``n x m`` product travels.
+
+A float32 kernel is multiplied in float64: each block of rows is converted to float64 just before
+its product (one block of ``ROW_BLOCK_BYTES`` at a time), so the kernel is stored once, in
+float32, and the products are accumulated in float64.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +22,116 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ntk_sklearn.solvers._base import ROW_BLOCK_BYTES, x64_scope
+
+#: Name of the mesh axis that the kernel's rows are split over.
+ROWS = "rows"
+
+
+def device_mesh() -> Mesh:
+    """A 1-D mesh over every device of every process (``jax.devices()``), axis ``"rows"``.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from ntk_sklearn.solvers._sharding import device_mesh
+    >>> device_mesh().size == jax.device_count()
+    True
+    """
+    return Mesh(np.asarray(jax.devices()), (ROWS,))
+
+
+def assemble_rows(
+    shape: tuple[int, int], dtype, mesh: Mesh, compute_rows: Callable[[slice], np.ndarray]
+) -> jax.Array:
+    """A row-sharded ``shape`` array built from the rows this process computes.
+
+    ``compute_rows(rows)`` returns the host array ``A[rows]``; it is called once per run of
+    consecutive rows that belong to this process's devices (all rows in a single process), so
+    each process computes only its own rows, and a symmetric kernel can use its triangle within
+    them. Each device's rows are put on it (on the CPU, ``device_put`` aliases aligned memory
+    instead of copying) and the pieces form one global array: on several processes
+    (``jax.distributed``) every process calls this with the same arguments.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Global shape; ``shape[0]`` must be a multiple of the mesh size.
+    dtype : numpy dtype
+    mesh : jax.sharding.Mesh
+        1-D, e.g. :func:`device_mesh`.
+    compute_rows : callable
+        ``rows -> ndarray of shape (rows.stop - rows.start, shape[1])``.
+
+    Returns
+    -------
+    jax.Array
+        Sharding ``NamedSharding(mesh, P(axis, None))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.solvers._sharding import assemble_rows, device_mesh, to_host
+    >>> A = np.arange(12, dtype=np.float32).reshape(4, 3)
+    >>> K = assemble_rows((4, 3), np.float32, device_mesh(), lambda rows: A[rows])
+    >>> bool((to_host(K) == A).all())
+    True
+    """
+    axis = mesh.axis_names[0]
+    if shape[0] % mesh.shape[axis]:
+        raise ValueError(
+            f"{shape[0]} rows are not a multiple of the {mesh.shape[axis]} devices of mesh "
+            f"axis {axis!r}; pad the rows."
+        )
+    sharding = NamedSharding(mesh, P(axis, None))
+    local = sorted(
+        (
+            (index[0].indices(shape[0]), device)
+            for device, index in sharding.addressable_devices_indices_map(shape).items()
+        ),
+        key=lambda item: item[0][0],
+    )
+    # Runs of consecutive rows held by this process's devices.
+    runs: list[list[tuple[tuple[int, int, int], jax.Device]]] = []
+    for item in local:
+        if runs and runs[-1][-1][0][1] == item[0][0]:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    pieces = {}
+    with x64_scope(dtype):
+        for run in runs:
+            start = run[0][0][0]
+            rows = compute_rows(slice(start, run[-1][0][1]))
+            if rows.shape != (run[-1][0][1] - start, shape[1]) or rows.dtype != dtype:
+                raise ValueError(
+                    f"compute_rows returned {rows.shape} {rows.dtype}; expected "
+                    f"{(run[-1][0][1] - start, shape[1])} {np.dtype(dtype)}."
+                )
+            for (lo, hi, _), device in run:
+                pieces[device] = jax.device_put(rows[lo - start : hi - start], device)
+            del rows
+        arrays = [pieces[device] for device in sharding.addressable_devices]
+        return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
+
+
+def to_host(a) -> np.ndarray:
+    """``a`` as a NumPy array on every process, gathered first when it spans processes."""
+    if not isinstance(a, jax.Array):
+        return np.asarray(a)
+    if not a.is_fully_addressable and not a.is_fully_replicated:
+        with x64_scope(a.dtype):
+            a = jax.jit(lambda v: v, out_shardings=replicated(a.sharding))(a)
+    return np.asarray(a.addressable_data(0)) if not a.is_fully_addressable else np.asarray(a)
+
+
+def replicated(sharding: NamedSharding) -> NamedSharding:
+    """The fully replicated sharding on the mesh of ``sharding``."""
+    return NamedSharding(sharding.mesh, P())
+
+
+def put_like(b: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """The host array ``b`` (the same on every process) as a global array of ``sharding``."""
+    return jax.make_array_from_callback(b.shape, sharding, lambda index: b[index])
 
 
 def shard_rows(K: np.ndarray, mesh: Mesh) -> jax.Array:
