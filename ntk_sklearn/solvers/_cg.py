@@ -214,7 +214,7 @@ class CGSolver(Solver):
             elif t is None:
                 U, coef = self.precond_
                 if sharding is not None:
-                    # Replicated (n x rank): every device applies it to its rows' share of r.
+                    # Replicated on every device; Uᵀ r then sums over the devices' rows.
                     U, coef = (put_like(a, replicated(sharding)) for a in (U, coef))
                 out, it, res = _pcg(
                     matvec, kernel, b, U, coef, self.tol, max_iter, self._reporter()
