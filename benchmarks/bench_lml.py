@@ -15,7 +15,8 @@ On standardised diabetes (442 samples) and Friedman #1 (500 samples, noise 1.0),
 
 ``--ard`` learns one input scale per feature as well (``input_scale_bounds=(1e-3, 1e3)``,
 automatic relevance determination like the GP's ARD length scales); ``--activation`` changes
-ours (default ReLU); ``--depths``, ``--dataset`` and ``--no-grid`` restrict the run.
+ours (default ReLU); ``--depths``, ``--dataset``, ``--models``, ``--folds`` and ``--no-grid``
+restrict the run.
 
     python benchmarks/bench_lml.py [--quick]      # --quick: diabetes, NNGP, depth 1, no grid
     python benchmarks/bench_lml.py --ard --depths 2 --dataset friedman1 --no-grid
@@ -75,14 +76,19 @@ def main() -> None:
     parser.add_argument("--dataset", nargs="+", default=["diabetes", "friedman1"])
     parser.add_argument("--no-grid", action="store_true", help="skip the grid search")
     parser.add_argument("--activation", default="relu", help="activation of our models")
+    parser.add_argument("--models", nargs="+", default=["nngp", "ntk"], help="ours to run")
+    parser.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     args = parser.parse_args()
     depths = [1] if args.quick else args.depths
-    classes = [NNGPRegressor] if args.quick else [NNGPRegressor, NTKRegressor]
+    classes = {"nngp": NNGPRegressor, "ntk": NTKRegressor}
+    classes = [NNGPRegressor] if args.quick else [classes[name] for name in args.models]
     ard = {"input_scale_bounds": (1e-3, 1e3)} if args.ard else {}
     cv = KFold(5, shuffle=True, random_state=0)
     for name, (x, y) in datasets(args.quick, args.dataset).items():
         rows: dict[str, list[dict]] = {}
         for k, (train, test) in enumerate(cv.split(x)):
+            if k + 1 not in args.folds:
+                continue
             scaler = StandardScaler().fit(x[train])
             x_tr, x_te = scaler.transform(x[train]), scaler.transform(x[test])
             y_tr, y_te = y[train], y[test]
