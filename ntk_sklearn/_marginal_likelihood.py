@@ -352,6 +352,6 @@ def maximize(
             f"found, {-best_value:.6g} at {', '.join(f'{k}={v:.4g}' for k, v in found.items())}."
             " Try n_restarts_optimizer > 0 or other bounds.",
             ConvergenceWarning,
-            stacklevel=4,
+            stacklevel=6,  # the caller of fit (through _fit_context)
         )
     return best_theta, -best_value
