@@ -325,8 +325,8 @@ class NeuralKernelBase(BaseEstimator):
                 **self._kernel_kwargs(),
             )
         return self._stack()(
-            self._rows(x1, scaled=False),
-            None if x2 is None else self._rows(x2, scaled=False),
+            self._rows(x1),
+            None if x2 is None else self._rows(x2),
             get=names,
             block_size=self._hyper["block_size"],
             verbose=self._hyper["verbose"],
@@ -348,17 +348,11 @@ class NeuralKernelBase(BaseEstimator):
             layers=p["layers"],
         )
 
-    def _rows(self, x: np.ndarray, scaled: bool = True) -> np.ndarray:
-        """The rows of a 2-D ``X`` as the stack's inputs (images when it takes images).
-
-        ``scaled``: multiplied by the fitted ``input_scale_`` first (when there is one).
-        """
+    def _rows(self, x: np.ndarray) -> np.ndarray:
+        """The rows of a 2-D ``X`` as the stack's inputs (images when it takes images)."""
         p = self._hyper
         return reshape_inputs(
-            self._scaled(x) if scaled else x,
-            architecture=p["architecture"],
-            image_shape=p["image_shape"],
-            layers=p["layers"],
+            x, architecture=p["architecture"], image_shape=p["image_shape"], layers=p["layers"]
         )
 
     def _scaled(self, x: np.ndarray) -> np.ndarray:
@@ -388,8 +382,8 @@ class NeuralKernelBase(BaseEstimator):
         if self.kernel == "analytic":
             stack = self._stack()
             if full:
-                return stack(self._rows(x), get=name)
-            return stack.diag(self._rows(x), get=name)
+                return stack(self._rows(self._scaled(x)), get=name)
+            return stack.diag(self._rows(self._scaled(x)), get=name)
         k = getattr(self._kernels(x, names=(name,)), name)
         return k if full else np.diag(k).copy()
 
@@ -491,7 +485,6 @@ class NeuralKernelBase(BaseEstimator):
         this fit's frozen parameters (the estimator's own parameters are left as set).
         """
         p = self._hyper
-        self.input_scale_ = None  # the evidence is computed on the unscaled inputs
         scale = self._initial_input_scale(X.shape[1])
         if p["optimizer"] is not None:
             if p["kernel"] != "analytic":
@@ -523,7 +516,8 @@ class NeuralKernelBase(BaseEstimator):
     def _evidence(self, X, Y, sqrt_w, hyper) -> _marginal_likelihood.Evidence:
         """The log marginal likelihood of these rows and targets as a function of ``theta``."""
         with jax.enable_x64(True):
-            rows = self._rows(np.asarray(X, dtype=np.float64), scaled=False)
+            # Unscaled: the evidence applies the input scales of theta itself.
+            rows = self._rows(np.asarray(X, dtype=np.float64))
         return _marginal_likelihood.Evidence(self._stack(), self._kernel, rows, Y, sqrt_w, hyper)
 
     def log_marginal_likelihood(self, theta=None, eval_gradient: bool = False):

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from ntk_sklearn import NNGPClassifier, NTKClassifier, NTKRegressor, _memory
-from ntk_sklearn._progress import Progress, format_seconds
+from ntk_sklearn import NNGPClassifier, NTKClassifier, NTKRegressor, _memory, _progress
+from ntk_sklearn._progress import Progress
 
 # One fit script for both runs: sharded CG (and Lanczos) fits on the digits, 301 training rows
 # (odd: padded to the device count), predictions saved to the .npz named by argv[1].
@@ -166,15 +166,22 @@ def test_verbose_reports_memory_tiles_and_cg(capsys):
     assert f"CG: {model.n_iter_} iterations" in cg[-1]
 
 
-def test_progress_lines_and_times(capsys):
+def test_progress_lines_on_a_fake_clock(capsys, monkeypatch):
+    """The lines a Progress prints, with time from a fake clock (no real timing involved)."""
+    now = [100.0]
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: now[0])
     progress = Progress("work", total=4, verbose=1)
-    progress.step()  # verbose=1: nothing before 10 s
+    now[0] += 5.0
+    progress.step()  # verbose=1: nothing before INTERVAL seconds
     assert capsys.readouterr().out == ""
-    progress.step(3)
-    assert capsys.readouterr().out.startswith("[ntk_sklearn] work: 4/4 tiles (100%) in 0 s")
-    assert format_seconds(42.4) == "42 s"
-    assert format_seconds(185) == "3 min 05 s"
-    assert format_seconds(3720) == "1 h 02 min"
+    now[0] += _progress.INTERVAL  # 15 s for 2 of 4 steps: about 15 s left
+    progress.step()
+    assert capsys.readouterr().out == (
+        "[ntk_sklearn] work: 2/4 tiles (50%), 15 s elapsed, about 15 s left\n"
+    )
+    now[0] += 170.0
+    progress.step(2)
+    assert capsys.readouterr().out == "[ntk_sklearn] work: 4/4 tiles (100%) in 3 min 05 s\n"
 
 
 # -- the memory plan ----------------------------------------------------------------------------
