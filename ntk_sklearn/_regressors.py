@@ -31,9 +31,12 @@ _PARAMS_DOC = """
         layout, as ``X_images.reshape(n, -1)`` gives. Required by convolutional architectures.
     filter_size : int or (int, int), default=3
         Convolution filter of ``"conv"`` and ``"myrtle"``.
-    pooling : {"flatten", "gap"}, default="flatten"
+    pooling : {"flatten", "local2", "local3", "local4", "gap"}, default="flatten"
         Readout of ``"conv"``: ``Flatten`` (same-pixel covariances only, ``O(H·W)`` per pair of
-        samples) or global average pooling (all pixel pairs, ``O((H·W)²)``: much slower).
+        samples); local average pooling of width ``w`` = 2, 3, 4 with stride 1, then
+        ``Flatten`` (pixel pairs up to ``w − 1`` apart, ``O(H·W·(2w − 1)²)``: about 12× and 45×
+        the cost of ``Flatten`` for widths 2 and 3 on 32×32 images); or global average pooling
+        (all pixel pairs, ``O((H·W)²)``: much slower).
     layers : Serial, default=None
         A custom stack from :func:`ntk_sklearn.kernels.serial` (images when ``image_shape`` is
         given); its ``Dense``/``Conv`` layers get ``w_std``/``b_std``. Overrides

@@ -11,8 +11,10 @@ Architectures (``act`` is ``Activation(activation, negative_slope, quadrature_po
 * ``"fc"``: ``[Dense(w_std, b_std), act] * depth + [Dense(w_std, b_std)]`` on the rows of ``X``
   (:func:`~ntk_sklearn.kernels.fc_stack`); an ``image_shape``, if given, only checks the number
   of features.
-* ``"conv"``: ``[Conv(filter_size, SAME, w_std, b_std), act] * depth``, then ``Flatten()``
-  (``pooling="flatten"``) or ``GlobalAvgPool()`` (``pooling="gap"``), then
+* ``"conv"``: ``[Conv(filter_size, SAME, w_std, b_std), act] * depth``, then the readout
+  ``pooling``: ``Flatten()`` (``"flatten"``), ``AvgPool((w, w), strides=(1, 1))`` then
+  ``Flatten()`` (``"local2"``, ``"local3"``, ``"local4"``: local average pooling of width ``w``,
+  which adds some invariance to small shifts), or ``GlobalAvgPool()`` (``"gap"``); then
   ``Dense(w_std, b_std)``, on the rows of ``X`` reshaped to ``image_shape = (H, W, C)``.
 * ``"myrtle"`` (Shankar et al. 2020, simplified): ``depth >= 3`` convolutions
   ``[Conv(filter_size, SAME, w_std, b_std), act]`` in three groups of sizes ``depth // 3`` plus
@@ -58,8 +60,8 @@ __all__ = [
 
 #: Names accepted by ``architecture``.
 ARCHITECTURES = ("fc", "conv", "myrtle")
-#: Names accepted by ``pooling`` (the readout of ``architecture="conv"``).
-POOLINGS = ("flatten", "gap")
+#: Names accepted by ``pooling`` (the readout of ``architecture="conv"``), cheapest first.
+POOLINGS = ("flatten", "local2", "local3", "local4", "gap")
 #: Groups of convolutions of the Myrtle architecture, separated by 2 x 2 average pooling.
 _MYRTLE_GROUPS = 3
 
@@ -229,8 +231,10 @@ def make_stack(
         ``(height, width, channels)`` of one image; required by ``"conv"`` and ``"myrtle"``.
     filter_size : int or (int, int), default=3
         Convolution filter of ``"conv"`` and ``"myrtle"`` (``3`` means ``(3, 3)``).
-    pooling : {"flatten", "gap"}, default="flatten"
-        Readout of ``"conv"``: ``Flatten()`` or ``GlobalAvgPool()`` before the last ``Dense``.
+    pooling : {"flatten", "local2", "local3", "local4", "gap"}, default="flatten"
+        Readout of ``"conv"`` before the last ``Dense``: ``Flatten()``; local average pooling
+        ``AvgPool((w, w), strides=(1, 1))`` of width ``w`` = 2, 3, 4 then ``Flatten()``; or
+        ``GlobalAvgPool()``.
     layers : Serial, default=None
         A custom stack; its ``Dense``/``Conv`` stds are replaced by ``w_std``/``b_std``.
     n_features : int, default=None
@@ -276,6 +280,16 @@ def make_stack(
     return stack
 
 
+def _readout(pooling: str) -> Serial:
+    """The layers between the last convolution block and the ``Dense`` readout."""
+    if pooling == "flatten":
+        return serial(Flatten())
+    if pooling == "gap":
+        return serial(GlobalAvgPool())
+    width = int(pooling.removeprefix("local"))
+    return serial(AvgPool((width, width), strides=(1, 1)), Flatten())
+
+
 def _named_stack(architecture, depth, act, w_std, b_std, filter_size, pooling) -> Serial:
     if architecture == "fc":
         return fc_stack(depth, act[0], w_std, b_std, *act[1:])
@@ -285,8 +299,7 @@ def _named_stack(architecture, depth, act, w_std, b_std, filter_size, pooling) -
     block = [Conv(filter_size, padding="SAME", w_std=w_std, b_std=b_std), act]
     if architecture == "conv":
         depth = check_int(depth, "depth (number of convolutional layers)")
-        readout = Flatten() if pooling == "flatten" else GlobalAvgPool()
-        return serial(*block * depth, readout, Dense(w_std, b_std))
+        return serial(*block * depth, _readout(pooling), Dense(w_std, b_std))
     depth = check_int(depth, "depth (number of convolutions of the Myrtle network)", low=3)
     groups = [depth // _MYRTLE_GROUPS + (g < depth % _MYRTLE_GROUPS) for g in range(3)]
     pool = AvgPool((2, 2))

@@ -27,6 +27,7 @@ from ntk_sklearn.kernels import (
     GlobalAvgPool,
     Relu,
     Serial,
+    _serial,
     fc_kernel,
     fc_stack,
     kernel_matrices,
@@ -94,16 +95,22 @@ def _finite_cnn_features(x, params, pooling):
             precision=jax.lax.Precision.HIGHEST,
         )
         h = jax.nn.relu(1.5 / np.sqrt(fan_in) * z + 0.1 * b)
+    if pooling == "local":  # AvgPool((3, 3), strides=(1, 1), "VALID")
+        h = jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), "VALID") / 9
     return h.mean(axis=(1, 2)) if pooling == "gap" else h.reshape(h.shape[0], -1)
 
 
-@pytest.mark.parametrize("pooling", ["flatten", "gap"])
+@pytest.mark.parametrize("pooling", ["flatten", "gap", "local"])
 def test_wide_random_cnn_matches_nngp(pooling):
     """The readout covariance of random width-256 CNNs equals the analytic NNGP within 5 s.e."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 6, 6, 2))
     width, n_nets = 256, 24
-    head = Flatten() if pooling == "flatten" else GlobalAvgPool()
+    head = {
+        "flatten": Flatten(),
+        "gap": GlobalAvgPool(),
+        "local": serial(AvgPool((3, 3), strides=(1, 1)), Flatten()),
+    }[pooling]
     stack = serial(
         Conv(w_std=1.5, b_std=0.1),
         Relu(),
@@ -130,6 +137,112 @@ def test_wide_random_cnn_matches_nngp(pooling):
     mean, stderr = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(n_nets)
     assert np.all(np.abs(mean - analytic) <= 5 * stderr + 1e-3 * np.abs(analytic).max())
     assert np.abs(mean - analytic).max() / np.abs(analytic).max() < 0.05
+
+
+# -- band layout: local pooling reads only nearby pixel pairs --------------------------------
+
+BAND_STACKS = {
+    "pool2-flatten": serial(
+        Conv(w_std=1.5, b_std=0.2),
+        Relu(),
+        Conv(w_std=1.4, b_std=0.1),
+        Relu(),
+        AvgPool((2, 2)),
+        Flatten(),
+        Dense(1.2, 0.1),
+    ),
+    "pool3-same-stride1": serial(
+        Conv(w_std=1.5, b_std=0.2),
+        Erf(),
+        AvgPool((3, 3), strides=(1, 1), padding="SAME"),
+        Flatten(),
+        Dense(1.2, 0.1),
+    ),
+    "strided-conv-valid": serial(
+        Conv((3, 3), strides=(2, 2), w_std=1.5, b_std=0.2),
+        Relu(),
+        Conv((2, 2), padding="VALID"),
+        Relu(),
+        AvgPool((2, 3), strides=(1, 2), padding="SAME"),
+        Flatten(),
+        Dense(1.2, 0.1),
+    ),
+    "pool-conv-pool": serial(
+        Conv(w_std=1.5, b_std=0.2),
+        Relu(),
+        AvgPool((2, 2)),
+        Conv(w_std=1.4),
+        Relu(),
+        AvgPool((2, 2), strides=(1, 1)),
+        Flatten(),
+        Dense(1.2, 0.1),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [(name, (9, 11, 2)) for name in BAND_STACKS] + [("strided-conv-valid", (8, 8, 3))],
+)
+def test_local_pooling_bands_equal_all_pixel_pairs(name, shape):
+    """Stacks read out by local pooling run on bands of pixel pairs and equal the all-pairs
+    computation (itself checked against neural-tangents) to rounding; diag() agrees too."""
+    stack = BAND_STACKS[name]
+    layouts = stack.layouts(shape)
+    assert any(isinstance(layout, tuple) and layout[0] == "band" for layout in layouts)
+    assert "full" not in layouts
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.normal(size=(3, *shape)), rng.normal(size=(4, *shape))
+    x2[0] = x1[1]
+    all_pairs = tuple(layout if layout == "fc" else "full" for layout in layouts)
+    run = jax.jit(_serial._run, static_argnums=(3, 4))
+    band = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, None)
+    full = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, all_pairs)
+    for got, want in ((band.nngp, full.nngp), (band.ntk, full.ntk)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * np.abs(want).max())
+    k, d = stack(x1), stack.diag(x1)
+    np.testing.assert_allclose(np.diag(k.ntk), d.ntk, rtol=1e-13)
+    np.testing.assert_allclose(np.diag(k.nngp), d.nngp, rtol=1e-13)
+
+
+def test_each_layer_carries_only_the_pixel_pairs_its_readout_needs():
+    conv, relu = Conv(), Relu()
+    head = [Flatten(), Dense()]
+    assert serial(conv, relu, *head).layouts((8, 8, 1))[:2] == ("diag", "diag")
+    local = serial(conv, relu, AvgPool((3, 3), strides=(1, 1)), *head)
+    assert local.layouts((8, 8, 1)) == (("band", 2, 2),) * 3 + ("diag", "fc")
+    # A pooling window as large as the image pairs every pixel: all pairs, from the start.
+    assert serial(conv, relu, AvgPool((4, 4)), *head).layouts((4, 4, 1))[:3] == ("full",) * 3
+    gap = serial(conv, relu, AvgPool((2, 2)), conv, relu, GlobalAvgPool(), Dense())
+    assert gap.layouts((8, 8, 1)) == ("full",) * 6 + ("fc",)
+    # The memory estimate counts the band: 8·8 pixels × 5·5 offsets per row pair.
+    assert local._pair_size((8, 8, 1)) == 8 * 8 * 25
+
+
+def test_band_gradients_match_finite_differences():
+    x = jnp.asarray(_images(3, shape=(6, 5, 2)))
+
+    def total(w, b):
+        stack = serial(
+            Conv(w_std=w, b_std=b),
+            Relu(),
+            AvgPool((2, 2), strides=(1, 1), padding="SAME"),
+            Flatten(),
+            Dense(w, b),
+        )
+        k = kernel_matrices(stack, x, get="ntk").ntk
+        return k.sum() + 3.0 * jnp.trace(k)
+
+    total = jax.jit(total)
+    g = jax.jit(jax.grad(total, argnums=(0, 1)))(1.4, 0.2)
+    assert all(np.isfinite(float(v)) for v in g)
+    for i, v in enumerate((1.4, 0.2)):
+        fd = _central_difference(
+            lambda s, i=i: float(total(*[(s if j == i else u) for j, u in enumerate((1.4, 0.2))])),
+            v,
+            1e-5,
+        )
+        np.testing.assert_allclose(float(g[i]), fd, rtol=1e-6)
 
 
 def _images(n=5, seed=1, shape=(5, 5, 2)):

@@ -21,7 +21,11 @@ def digits():
     return X[:160] / 16.0, y[:160]
 
 
-def test_conv_regressor_is_kernel_ridge_on_the_conv_ntk(digits):
+@pytest.mark.parametrize(
+    ("pooling", "readout"),
+    [("flatten", [Flatten()]), ("local3", [AvgPool((3, 3), strides=(1, 1)), Flatten()])],
+)
+def test_conv_regressor_is_kernel_ridge_on_the_conv_ntk(digits, pooling, readout):
     """At t=None the mean is KernelRidge on the stack's NTK (images reshaped NHWC)."""
     X, y = digits
     y = y.astype(float)
@@ -30,7 +34,7 @@ def test_conv_regressor_is_kernel_ridge_on_the_conv_ntk(digits):
         Relu(),
         Conv(w_std=1.4, b_std=0.1),
         Relu(),
-        Flatten(),
+        *readout,
         Dense(1.4, 0.1),
     )
     images = X.reshape(-1, 8, 8, 1)
@@ -42,6 +46,7 @@ def test_conv_regressor_is_kernel_ridge_on_the_conv_ntk(digits):
         architecture="conv",
         image_shape=(8, 8, 1),
         depth=2,
+        pooling=pooling,
         w_std=1.4,
         b_std=0.1,
         alpha=0.05,

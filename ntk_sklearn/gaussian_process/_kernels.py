@@ -269,8 +269,7 @@ class _NeuralKernel(Kernel):
     @staticmethod
     def _block_size(stack: Serial, row_shape: tuple[int, ...], n_free: int) -> int:
         """Rows per tile: the carried covariances and their tangents fit in ``TILE_BYTES``."""
-        pixels = math.prod(row_shape[:2]) if len(row_shape) == 3 else 1
-        per_pair = pixels**2 if any(layer.pools for layer in stack.layers) else pixels
+        per_pair = stack._pair_size(row_shape)
         # Σ, Θ, their tangents (one per free hyperparameter), the layers' temporaries.
         per_pair_bytes = per_pair * 8 * _WORK_FACTOR * 4 * (1 + n_free)
         return int(max(1, min(MAX_BLOCK_SIZE, math.isqrt(TILE_BYTES // per_pair_bytes))))
@@ -347,9 +346,9 @@ class NNGPKernel(_NeuralKernel):
         ``(height, width, channels)``: each row of ``X`` is reshaped to this NHWC image.
     filter_size : int or (int, int), default=3
         Convolution filters of ``"conv"`` and ``"myrtle"``.
-    pooling : {"flatten", "gap"}, default="flatten"
-        Readout of ``"conv"``: ``Flatten`` or global average pooling before the last dense
-        layer.
+    pooling : {"flatten", "local2", "local3", "local4", "gap"}, default="flatten"
+        Readout of ``"conv"`` before the last dense layer: ``Flatten``, local average pooling
+        of width 2, 3 or 4 (stride 1) then ``Flatten``, or global average pooling.
     layers : Serial, default=None
         A custom network (:func:`ntk_sklearn.kernels.serial`): its ``Dense``/``Conv`` layers'
         stds are replaced by ``w_std``/``b_std``; ``architecture``, ``depth``, ``activation``,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +46,10 @@ from ntk_sklearn.kernels._state import (
     pixel_variances,
     self_variances,
 )
+
+#: Pixel offsets ``(rh, rw)`` of the pairs whose covariances a layer's output must carry;
+#: ``None``: all pairs.
+Radius = tuple[int, int] | None
 
 #: Input shape of a layer: ``None`` for vectors, ``(H, W)`` for images (channels do not matter
 #: to an infinitely wide layer's kernel).
@@ -114,14 +117,15 @@ def _padding(value) -> str:
 class Layer:
     """Base of the layers: ``apply(state) -> state`` and a static shape check."""
 
-    #: Whether the layer needs covariances between all pixel pairs (pooling).
-    pools: ClassVar[bool] = False
-
     def output_shape(self, shape: Shape) -> Shape:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def apply(self, state: KernelState) -> KernelState:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def input_radius(self, radius: Radius) -> Radius:
+        """The pair offsets this layer reads to give its output those within ``radius``."""
+        return radius
 
     def _needs_vectors(self, shape: Shape) -> None:
         if shape is not None:
@@ -149,7 +153,7 @@ def _affine(state: KernelState, linear: Callable, w_std, b_std, rounding: float)
         cov1=None if state.cov1 is None else w2 * linear(state.cov1) + b2,
         cov2=None if state.cov2 is None else w2 * linear(state.cov2) + b2,
         rounding=state.rounding + rounding,
-    )
+    ).masked()
 
 
 @_layer("w_std", "b_std")
@@ -207,8 +211,16 @@ class Conv(Layer):
         self._needs_images(shape)
         return _window_output(self, shape, self.filter_shape, self.strides, self.padding, "filter")
 
+    def input_radius(self, radius: Radius) -> Radius:
+        # The offset of a pair is kept, in units of the stride: δ' at the output is s·δ here.
+        if radius is None:
+            return None
+        return self.strides[0] * radius[0], self.strides[1] * radius[1]
+
     def apply(self, state: KernelState) -> KernelState:
-        op = _spatial.conv_full if state.layout == "full" else _spatial.conv_diag
+        op = {"full": _spatial.conv_full, "band": _spatial.conv_band}.get(
+            state.layout, _spatial.conv_diag
+        )
         kh, kw = self.filter_shape
         return _affine(
             state,
@@ -248,7 +260,6 @@ class AvgPool(Layer):
     window_shape: tuple[int, int] = (2, 2)
     strides: tuple[int, int] | None = None
     padding: str = "VALID"
-    pools: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         window = _pair(self.window_shape, "window_shape")
@@ -261,20 +272,29 @@ class AvgPool(Layer):
         self._needs_images(shape)
         return _window_output(self, shape, self.window_shape, self.strides, self.padding, "window")
 
+    def input_radius(self, radius: Radius) -> Radius:
+        # δ' at the output pairs pixels s·δ' + d' − d apart here, for window offsets d, d' < k.
+        if radius is None:
+            return None
+        window, strides = self.window_shape, self.strides
+        return tuple(s * r + k - 1 for r, k, s in zip(radius, window, strides, strict=True))
+
     def apply(self, state: KernelState) -> KernelState:
+        pool = _spatial.pool_band if state.layout == "band" else _spatial.pool_full
         return state.map_linear(
-            lambda a: _spatial.pool_full(a, self.window_shape, self.strides, self.padding)
-        )
+            lambda a: pool(a, self.window_shape, self.strides, self.padding)
+        ).masked()
 
 
 @_layer()
 class GlobalAvgPool(Layer):
     """Mean over all pixels: ``Σ' = mean_{p, p'} Σ[p, p']``; images become vectors."""
 
-    pools: ClassVar[bool] = True
-
     def output_shape(self, shape: Shape) -> Shape:
         self._needs_images(shape)
+        return None
+
+    def input_radius(self, radius: Radius) -> Radius:
         return None
 
     def apply(self, state: KernelState) -> KernelState:
@@ -289,9 +309,12 @@ class Flatten(Layer):
         self._needs_images(shape)
         return None
 
+    def input_radius(self, radius: Radius) -> Radius:
+        return (0, 0)
+
     def apply(self, state: KernelState) -> KernelState:
-        if state.layout == "full":
-            state = state.map_linear(_spatial.pixel_diagonal)
+        if state.layout != "diag":
+            state = state.map_linear(lambda a: pixel_variances(a, state.layout))
         return state.map_linear(lambda a: jnp.mean(a, axis=(-2, -1))).replace(layout="fc")
 
 
@@ -343,9 +366,10 @@ class Activation(Layer):
 
     def _self(self, cov, layout: str, tol):
         """The activation on a row-with-itself covariance (same pixel: ``ρ = 1`` exactly)."""
-        if layout != "full":
+        if layout in ("fc", "diag"):
             return self.nonlinearity.diag(cov)
-        qa, qb = self_variances(pixel_variances(cov, layout), layout)
+        radius = _spatial.band_radius(cov) if layout == "band" else None
+        qa, qb = self_variances(pixel_variances(cov, layout), layout, radius)
         return self._pair(qa, qb, cov, tol)
 
     def apply(self, state: KernelState) -> KernelState:
@@ -354,16 +378,17 @@ class Activation(Layer):
         if state.pairs:
             t, t_dot = self._self(state.nngp, layout, tol)
             ntk = None if state.ntk is None else state.ntk * t_dot
-            return state.replace(nngp=t, ntk=ntk, rounding=8.0)
+            return state.replace(nngp=t, ntk=ntk, rounding=8.0).masked()
         q1, q2 = pixel_variances(state.cov1, layout), pixel_variances(state.cov2, layout)
-        t, t_dot = self._pair(*grid_variances(q1, q2, layout), state.nngp, tol)
+        radius = _spatial.band_radius(state.nngp) if layout == "band" else None
+        t, t_dot = self._pair(*grid_variances(q1, q2, layout, radius), state.nngp, tol)
         return state.replace(
             nngp=t,
             ntk=None if state.ntk is None else state.ntk * t_dot,
             cov1=self._self(state.cov1, layout, tol)[0],
             cov2=self._self(state.cov2, layout, tol)[0],
             rounding=8.0,
-        )
+        ).masked()
 
 
 def Relu() -> Activation:  # noqa: N802 - stax-style layer constructor

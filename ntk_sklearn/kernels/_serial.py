@@ -31,8 +31,8 @@ from ntk_sklearn._progress import Progress
 from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, parse_get
 from ntk_sklearn.kernels import _tiling
 from ntk_sklearn.kernels._layers import Layer, Shape
-from ntk_sklearn.kernels._spatial import pixel_diagonal
-from ntk_sklearn.kernels._state import KernelState, input_state
+from ntk_sklearn.kernels._spatial import band_crop, band_from_full
+from ntk_sklearn.kernels._state import KernelState, input_state, is_band, pixel_variances
 
 #: Bytes of working memory a tile may use (covariances and temporaries).
 TILE_BYTES = 256 * 2**20
@@ -70,40 +70,67 @@ class Serial:
 
     # -- shapes ------------------------------------------------------------------------------
 
-    def layouts(self, input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    def layouts(self, input_shape: tuple[int, ...]) -> tuple:
         """Check that the stack fits ``input_shape`` (one row); the input layout of each layer.
+
+        A layer's input layout is ``"fc"`` for vectors; for images, the cheapest that holds the
+        pixel pairs its readout needs (neural-tangents' ``diagonal_spatial``, extended to
+        bands): ``"diag"`` (same pixel) when only ``Flatten`` follows, ``("band", rh, rw)``
+        when the pooling ahead pairs pixels at most ``(rh, rw)`` apart and that is fewer pairs
+        than all of them, else ``"full"``.
 
         Raises ``ValueError`` naming the first layer that does not fit, or a stack that ends on
         images.
         """
+        return tuple(layout for layout, _ in self._plan(input_shape))
+
+    def _plan(self, input_shape: tuple[int, ...]) -> tuple:
+        """``(layout, (H, W) or None)`` of each layer's input (see :meth:`layouts`)."""
         if len(input_shape) not in (1, 3):
             raise ValueError(
                 "Inputs must be (n, features) for dense stacks or (n, height, width, channels) "
                 f"for convolutional stacks; got rows of shape {input_shape}."
             )
         shape: Shape = None if len(input_shape) == 1 else tuple(input_shape[:2])
-        layouts = []
-        for i, layer in enumerate(self.layers):
-            if shape is None:
-                layouts.append("fc")
-            else:
-                pools_ahead = any(later.pools for later in self.layers[i:])
-                layouts.append("full" if pools_ahead else "diag")
+        shapes = []
+        for layer in self.layers:
+            shapes.append(shape)
             shape = layer.output_shape(shape)
         if shape is not None:
             raise ValueError(
                 f"{self!r} ends on images of shape {shape}: end it with Flatten() or "
                 "GlobalAvgPool() followed by a Dense readout."
             )
-        return tuple(layouts)
+        # Backwards from the readout: the pair offsets each layer's input must carry.
+        layouts, radius, full = [], (0, 0), False
+        for layer, shape in zip(reversed(self.layers), reversed(shapes), strict=True):
+            if shape is None:
+                layouts.append("fc")
+                continue
+            radius = layer.input_radius(radius)
+            # Once a layer needs all pairs, so does every layer before it.
+            full = (
+                full
+                or radius is None
+                or (2 * radius[0] + 1) * (2 * radius[1] + 1) >= (shape[0] * shape[1])
+            )
+            if full:
+                layouts.append("full")
+            elif radius == (0, 0):
+                layouts.append("diag")
+            else:
+                layouts.append(("band", *radius))
+        return tuple(zip(reversed(layouts), shapes, strict=True))
 
     def _pair_size(self, input_shape: tuple[int, ...]) -> int:
         """Largest number of covariance entries carried per row pair."""
-        layouts = self.layouts(input_shape)
-        if len(input_shape) == 1 or not layouts:
-            return 1
-        pixels = input_shape[0] * input_shape[1]
-        return pixels * pixels if "full" in layouts else pixels
+        sizes = [1]
+        for layout, shape in self._plan(input_shape):
+            if shape is not None:
+                pixels = shape[0] * shape[1]
+                band = (2 * layout[1] + 1) * (2 * layout[2] + 1) if is_band(layout) else 1
+                sizes.append(pixels * (pixels if layout == "full" else band))
+        return max(sizes)
 
     # -- kernels -----------------------------------------------------------------------------
 
@@ -326,9 +353,14 @@ jax.tree_util.register_pytree_node(
 )
 
 
-def _run(stack: Serial, x1: jax.Array, x2: jax.Array | None, want_ntk: bool) -> KernelState:
-    """Propagate the input covariances of ``x1`` (with ``x2``, or with itself) through ``stack``."""
-    layouts = stack.layouts(x1.shape[1:])
+def _run(
+    stack: Serial, x1: jax.Array, x2: jax.Array | None, want_ntk: bool, layouts=None
+) -> KernelState:
+    """Propagate the input covariances of ``x1`` (with ``x2``, or with itself) through ``stack``.
+
+    ``layouts``: each layer's input layout, by default the cheapest (:meth:`Serial.layouts`).
+    """
+    layouts = stack.layouts(x1.shape[1:]) if layouts is None else layouts
     state = input_state(x1, x2, layouts[0], want_ntk)
     layers, i = stack.layers, 0
     while i < len(layers):
@@ -350,11 +382,21 @@ _MIN_SCAN_REPEATS = 3
 
 def _apply_group(layers, layouts, state: KernelState) -> KernelState:
     for layer, layout in zip(layers, layouts, strict=True):
-        if state.layout == "full" and layout == "diag":
-            # No pooling ahead: same-pixel covariances are all that later layers read.
-            state = state.map_linear(pixel_diagonal).replace(layout="diag")
+        state = _narrow(state, layout)
         state = layer.apply(state)
     return state
+
+
+def _narrow(state: KernelState, layout) -> KernelState:
+    """Drop the pixel pairs that the rest of the stack does not read (full → band → diag)."""
+    if layout == state.layout or layout in ("fc", "full"):
+        return state
+    if layout == "diag":
+        return state.map_linear(lambda a: pixel_variances(a, state.layout)).replace(layout="diag")
+    radius = layout[1:]
+    if state.layout == "full":
+        return state.map_linear(lambda a: band_from_full(a, radius)).replace(layout="band")
+    return state.map_linear(lambda a: band_crop(a, radius))
 
 
 def _repeat_at(layers, layouts, start: int) -> tuple[int, int]:

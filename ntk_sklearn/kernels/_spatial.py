@@ -4,7 +4,14 @@ A kernel between two images is a covariance between their pixels. With ``p = (h,
 
 * ``diag`` layout ``(..., H, W)``: same-pixel covariances ``Σ[p, p]`` only. Enough when the
   readout is ``Flatten`` and nothing pools: a convolution only ever combines ``Σ[p+d, p+d]``.
-* ``full`` layout ``(..., H, W, H, W)``: every pixel pair ``Σ[p, p']``, which pooling needs.
+* ``full`` layout ``(..., H, W, H, W)``: every pixel pair ``Σ[p, p']``, which global pooling
+  needs.
+* ``band`` layout ``(..., 2rh+1, 2rw+1, H, W)``: the pairs within ``r = (rh, rw)`` pixels,
+  ``band[a, b, h, w] = Σ[(h, w), (h + a − rh, w + b − rw)]``, 0 where the second pixel is off
+  the image. A convolution keeps the offset ``p' − p`` of a pair (the same filter shift on both
+  sides) and an activation acts on each pair, so a stack whose readout is local pooling then
+  ``Flatten`` needs only the offsets its pooling windows reach: ``O(H·W·(2r+1)²)`` per image
+  pair instead of ``O((H·W)²)``.
 
 A convolution with a ``kh × kw`` filter in NTK parameterization maps (Novak et al. 2019)
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def pads(size: int, window: int, stride: int, padding: str) -> tuple[int, int]:
@@ -105,3 +113,97 @@ def pixel_diagonal(a: jax.Array) -> jax.Array:
     h, w = a.shape[-2:]
     flat = a.reshape(*a.shape[:-4], h * w, h * w)
     return jnp.diagonal(flat, axis1=-2, axis2=-1).reshape(*a.shape[:-4], h, w)
+
+
+# -- band layout ------------------------------------------------------------------------------
+
+
+def band_radius(a: jax.Array) -> tuple[int, int]:
+    """``(rh, rw)`` of a band-layout array ``(..., 2rh+1, 2rw+1, H, W)``."""
+    return (a.shape[-4] - 1) // 2, (a.shape[-3] - 1) // 2
+
+
+def band_mask(radius: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """``(2rh+1, 2rw+1, H, W)``: 1 where the pair's second pixel ``p + δ`` is on the image."""
+    (rh, rw), (h, w) = radius, size
+    partner_h = np.arange(h)[None, :] + np.arange(-rh, rh + 1)[:, None]
+    partner_w = np.arange(w)[None, :] + np.arange(-rw, rw + 1)[:, None]
+    inside_h = (partner_h >= 0) & (partner_h < h)
+    inside_w = (partner_w >= 0) & (partner_w < w)
+    return (inside_h[:, None, :, None] & inside_w[None, :, None, :]).astype(np.float32)
+
+
+def band_masked(a: jax.Array) -> jax.Array:
+    """Zero the entries of a band-layout array whose second pixel is off the image."""
+    return a * band_mask(band_radius(a), a.shape[-2:]).astype(a.dtype)
+
+
+def band_shift(q: jax.Array, radius: tuple[int, int], fill: float) -> jax.Array:
+    """``(..., H, W) -> (..., 2rh+1, 2rw+1, H, W)``: ``out[a, b, h, w] = q[h+a−rh, w+b−rw]``.
+
+    Pixels off the image read ``fill``.
+    """
+    (rh, rw), (h, w) = radius, q.shape[-2:]
+    padded = jnp.pad(q, [(0, 0)] * (q.ndim - 2) + [(rh, rh), (rw, rw)], constant_values=fill)
+    rows = [
+        jnp.stack([padded[..., a : a + h, b : b + w] for b in range(2 * rw + 1)], axis=-3)
+        for a in range(2 * rh + 1)
+    ]
+    return jnp.stack(rows, axis=-4)
+
+
+def band_from_full(a: jax.Array, radius: tuple[int, int]) -> jax.Array:
+    """The band of radius ``radius`` of pixel-pair covariances ``(..., H, W, H, W)``."""
+    (rh, rw), (h, w) = radius, a.shape[-2:]
+    oh = np.arange(-rh, rh + 1)[:, None, None, None]
+    ow = np.arange(-rw, rw + 1)[None, :, None, None]
+    ph, pw = np.arange(h)[None, None, :, None], np.arange(w)[None, None, None, :]
+    qh, qw = np.clip(ph + oh, 0, h - 1), np.clip(pw + ow, 0, w - 1)
+    ph, pw = np.broadcast_to(ph, qh.shape), np.broadcast_to(pw, qh.shape)
+    qh, qw = np.broadcast_to(qh, ph.shape), np.broadcast_to(qw, ph.shape)
+    return band_masked(a[..., ph, pw, qh, qw])
+
+
+def band_crop(a: jax.Array, radius: tuple[int, int]) -> jax.Array:
+    """The central offsets ``|δ| <= radius`` of a band-layout array (radius 0: same pixel)."""
+    (rh, rw), (ch, cw) = radius, band_radius(a)
+    return a[..., ch - rh : ch + rh + 1, cw - rw : cw + rw + 1, :, :]
+
+
+def conv_band(a: jax.Array, filter_shape, strides, padding: str) -> jax.Array:
+    """Convolution on a band: ``out[δ, o] = mean_d band[s·δ, s·o + d]`` (the offset is kept).
+
+    Output radius ``⌊r/s⌋``; entries with a second pixel off the image are not yet zeroed.
+    """
+    (rh, rw), (sh, sw) = band_radius(a), strides
+    oh, ow = rh // sh, rw // sw
+    a = a[..., rh - sh * oh : rh + sh * oh + 1 : sh, rw - sw * ow : rw + sw * ow + 1 : sw, :, :]
+    return conv_diag(a, filter_shape, strides, padding)
+
+
+def pool_band(a: jax.Array, window_shape, strides, padding: str) -> jax.Array:
+    """Average pooling on a band, radius ``r`` to ``⌊(r − k + 1)/s⌋`` along each axis.
+
+    ``out[δ', o] = 1/k² Σ_{d, d'} band[s·δ' + d' − d, s·o + d]``: the pair
+    ``(s·o + d, s·(o + δ') + d')`` of input pixels, for each window offset ``d``, ``d'``.
+    """
+    for band_axis, pixel_axis, k, s in zip((-4, -3), (-2, -1), window_shape, strides, strict=True):
+        r = (a.shape[band_axis] - 1) // 2
+        r_out = (r - k + 1) // s
+        size = a.shape[pixel_axis]
+        low, high = pads(size, k, s, padding)
+        n_out = (size + low + high - k) // s + 1
+        padded = _pad_axes(a, (pixel_axis,), low, high)
+        total = None
+        for d in range(k):
+            pixels = jax.lax.slice_in_dim(
+                padded, d, d + s * (n_out - 1) + 1, s, pixel_axis % a.ndim
+            )
+            for d2 in range(k):
+                start = r - s * r_out + d2 - d
+                part = jax.lax.slice_in_dim(
+                    pixels, start, start + 2 * s * r_out + 1, s, band_axis % a.ndim
+                )
+                total = part if total is None else total + part
+        a = total / (k * k)
+    return a

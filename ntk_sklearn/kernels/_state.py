@@ -8,7 +8,9 @@ For a block of ``n1`` rows against ``n2`` rows (``pairs=False``) the state holds
   need for the variances of the pre-activations;
 
 where ``S`` is ``()`` for vectors (``layout="fc"``), ``(H, W)`` for same-pixel covariances
-(``"diag"``) and ``(H, W, H, W)`` for all pixel pairs (``"full"``). For the diagonal of a kernel
+(``"diag"``), ``(H, W, H, W)`` for all pixel pairs (``"full"``) and ``(2rh+1, 2rw+1, H, W)`` for
+the pairs within ``(rh, rw)`` pixels of each other (``"band"``; see ``_spatial``). A stack's plan
+names a band layout with its radius, ``("band", rh, rw)``. For the diagonal of a kernel
 (``pairs=True``), ``nngp``/``ntk`` are the kernels of each row with itself, ``(n, *S)``, and
 ``cov1 = cov2 = None``.
 
@@ -25,7 +27,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ntk_sklearn.kernels._spatial import pixel_diagonal
+from ntk_sklearn.kernels._spatial import band_masked, band_radius, band_shift, pixel_diagonal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,10 @@ class KernelState:
             cov2=None if self.cov2 is None else fn(self.cov2),
         )
 
+    def masked(self) -> KernelState:
+        """A band-layout state with the entries whose second pixel is off the image zeroed."""
+        return self.map_linear(band_masked) if self.layout == "band" else self
+
 
 jax.tree_util.register_dataclass(
     KernelState,
@@ -61,22 +67,40 @@ jax.tree_util.register_dataclass(
 )
 
 
-def pixel_variances(self_cov: jax.Array, layout: str) -> jax.Array:
+def is_band(layout) -> bool:
+    """Whether ``layout`` is the band layout (``"band"`` or a plan's ``("band", rh, rw)``)."""
+    return layout == "band" or (isinstance(layout, tuple) and layout[0] == "band")
+
+
+def pixel_variances(self_cov: jax.Array, layout) -> jax.Array:
     """Variances ``Σ(x, x)[p, p]`` per row (and pixel) from a row-with-itself covariance."""
-    return pixel_diagonal(self_cov) if layout == "full" else self_cov
+    if layout == "full":
+        return pixel_diagonal(self_cov)
+    if is_band(layout):
+        rh, rw = band_radius(self_cov)
+        return self_cov[..., rh, rw, :, :]
+    return self_cov
 
 
-def grid_variances(q1: jax.Array, q2: jax.Array, layout: str) -> tuple[jax.Array, jax.Array]:
-    """Broadcast per-row variances ``(n1, *P)``, ``(n2, *P)`` against ``(n1, n2, *S)``."""
+def grid_variances(q1: jax.Array, q2: jax.Array, layout, radius=None):
+    """Broadcast per-row variances ``(n1, *P)``, ``(n2, *P)`` against ``(n1, n2, *S)``.
+
+    For a band of ``radius``, the second image's variance is read at the pair's second pixel
+    (1 off the image, where the covariance is 0).
+    """
     if layout == "full":
         return q1[:, None, :, :, None, None], q2[None, :, None, None, :, :]
+    if is_band(layout):
+        return q1[:, None, None, None], band_shift(q2, radius, 1.0)[None, :]
     return q1[:, None], q2[None, :]
 
 
-def self_variances(q: jax.Array, layout: str) -> tuple[jax.Array, jax.Array]:
+def self_variances(q: jax.Array, layout, radius=None) -> tuple[jax.Array, jax.Array]:
     """Broadcast per-row variances ``(n, *P)`` against a row-with-itself ``(n, *S)``."""
     if layout == "full":
         return q[..., None, None], q[:, None, None]
+    if is_band(layout):
+        return q[:, None, None], band_shift(q, radius, 1.0)
     return q, q
 
 
@@ -94,6 +118,10 @@ def input_state(x1: jax.Array, x2: jax.Array | None, layout: str, want_ntk: bool
     elif layout == "diag":
         self1 = jnp.sum(x1 * x1, axis=-1) * scale
         grid = None if x2 is None else jnp.einsum("ihwc,jhwc->ijhw", x1, x2, precision=hp) * scale
+    elif is_band(layout):
+        radius = layout[1:]
+        self1 = _band_products(x1, x1, radius) * scale
+        grid = None if x2 is None else _band_products(x1, x2, radius, pairs=False) * scale
     else:
         self1 = jnp.einsum("iabc,idec->iabde", x1, x1, precision=hp) * scale
         grid = None if x2 is None else jnp.einsum("iabc,jdec->ijabde", x1, x2, precision=hp) * scale
@@ -101,12 +129,24 @@ def input_state(x1: jax.Array, x2: jax.Array | None, layout: str, want_ntk: bool
     rounding = 8.0 + 4.0 * fan_in**0.5
     if x2 is None:
         zeros = jnp.zeros_like(self1) if want_ntk else None
+        layout = "band" if is_band(layout) else layout
         return KernelState(self1, zeros, None, None, layout, True, rounding)
-    if layout == "fc":
+    if layout in ("fc", "diag"):
         self2 = jnp.sum(x2 * x2, axis=-1) * scale
-    elif layout == "diag":
-        self2 = jnp.sum(x2 * x2, axis=-1) * scale
+    elif is_band(layout):
+        self2 = _band_products(x2, x2, layout[1:]) * scale
     else:
         self2 = jnp.einsum("iabc,idec->iabde", x2, x2, precision=hp) * scale
     zeros = jnp.zeros_like(grid) if want_ntk else None
+    layout = "band" if is_band(layout) else layout
     return KernelState(grid, zeros, self1, self2, layout, False, rounding)
+
+
+def _band_products(x1: jax.Array, x2: jax.Array, radius, pairs: bool = True) -> jax.Array:
+    """``Σ_c x1[p, c] x2[p + δ, c]`` in band layout: ``(n, ...)`` per row (``pairs``, x1 = x2
+    row by row) or ``(n1, n2, ...)`` for every row pair."""
+    hp = jax.lax.Precision.HIGHEST
+    shifted = band_shift(jnp.moveaxis(x2, -1, 1), radius, 0.0)  # (n2, C, Bh, Bw, H, W)
+    if pairs:
+        return jnp.einsum("ihwc,icabhw->iabhw", x1, shifted, precision=hp)
+    return jnp.einsum("ihwc,jcabhw->ijabhw", x1, shifted, precision=hp)
