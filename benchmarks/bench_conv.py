@@ -20,7 +20,10 @@ Then: a sweep of ``block_size`` (the default sizes tiles by memory) on a train x
 an ablation of one tile (NNGP only; ``Relu`` replaced by ``Identity``; ``Conv`` only) showing
 where the time goes; and a ``GlobalAvgPool`` stack ``[Conv, Relu] * 2 + [GlobalAvgPool, Dense]``
 (all pixel pairs, ``(H·W)²`` covariances per pair) on 16 x 16 pairs of 32x32 images and 40 x 40
-pairs of 16x16 (2x2-average-pooled) images (``--pool-n``).
+pairs of 16x16 (2x2-average-pooled) images (``--pool-n``); and the 5-layer CNN read out by local
+average pooling ``AvgPool((w, w), strides=(1, 1))`` then ``Flatten`` (w = 2, 3: the pixel pairs
+up to ``w − 1`` apart, a band of ``(2w − 1)²`` offsets) on ``--local-n`` x ``--local-n`` pairs,
+as a ratio to the Flatten CNN's time on the same pairs in the same run.
 
 The machine is shared: every measurement runs ``--repeats`` times (best kept) and is printed
 with the 1-minute load average (``os.getloadavg``) next to it. Compilation is timed separately
@@ -48,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn.kernels import (
+    AvgPool,
     Conv,
     Dense,
     Flatten,
@@ -143,6 +147,12 @@ def flatten_cnn(activation: Callable = Relu, depth: int = 5) -> Serial:
 
 def conv_only_cnn(depth: int = 5) -> Serial:
     return serial(*([conv()] * depth), Flatten(), Dense(ROOT2, 0.1))
+
+
+def local_cnn(window: int, depth: int = 5) -> Serial:
+    """``[Conv, Relu] * depth + [AvgPool((w, w), strides=(1, 1)), Flatten, Dense]``."""
+    pool = AvgPool((window, window), strides=(1, 1))
+    return serial(*([conv(), Relu()] * depth), pool, Flatten(), Dense(ROOT2, 0.1))
 
 
 def pool_cnn() -> Serial:
@@ -331,11 +341,12 @@ def main() -> None:
         metavar=("N32", "N16"),
         help="rows per side of the pool stack on 32x32 and on 16x16 images",
     )
+    parser.add_argument("--local-n", type=int, default=128, help="rows per side, local pooling")
     parser.add_argument(
         "--skip",
         nargs="*",
         default=[],
-        choices=["main", "sweep", "ablation", "pool"],
+        choices=["main", "sweep", "ablation", "pool", "local"],
         help="parts to skip",
     )
     parser.add_argument("--json", help="also write the results to this file")
@@ -460,6 +471,33 @@ def run(args) -> None:
                 flush=True,
             )
         results["pool"] = pools
+
+    if "local" not in args.skip:
+        n = max(args.local_n // scale, 2)
+        x1, x2 = test[:n], train[:n]
+        flatten = flatten_cnn()
+        flatten(x1, x2)  # compile
+        flat = best_of(lambda: flatten(x1, x2), args.repeats)
+        local = []
+        for window in (2, 3):
+            stack = local_cnn(window)
+            stack(x1, x2)  # compile
+            r = best_of(lambda stack=stack: stack(x1, x2), args.repeats)
+            row = {
+                "window": window,
+                "layout": str(stack.layouts(x1.shape[1:])[0]),
+                "pairs_per_s": n * n / r["seconds"],
+                "ratio_to_flatten": r["seconds"] / flat["seconds"],
+                "load": r["load"],
+            }
+            local.append(row)
+            print(
+                f"local pooling {window}x{window} CNN, {n}x{n} pairs ({row['layout']}): "
+                f"{row['pairs_per_s']:.0f} pairs/s, {row['ratio_to_flatten']:.1f}x the Flatten "
+                f"CNN's time ({n * n / flat['seconds']:.0f} pairs/s), load {row['load']:.2f}",
+                flush=True,
+            )
+        results["local"] = local
 
     if args.json:
         with open(args.json, "w") as f:

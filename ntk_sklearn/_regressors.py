@@ -34,7 +34,7 @@ _PARAMS_DOC = """
     pooling : {"flatten", "local2", "local3", "local4", "gap"}, default="flatten"
         Readout of ``"conv"``: ``Flatten`` (same-pixel covariances only, ``O(H·W)`` per pair of
         samples); local average pooling of width ``w`` = 2, 3, 4 with stride 1, then
-        ``Flatten`` (pixel pairs up to ``w − 1`` apart, ``O(H·W·(2w − 1)²)``: about 12× and 45×
+        ``Flatten`` (pixel pairs up to ``w − 1`` apart, ``O(H·W·(2w − 1)²)``: about 13× and 41×
         the cost of ``Flatten`` for widths 2 and 3 on 32×32 images); or global average pooling
         (all pixel pairs, ``O((H·W)²)``: much slower).
     layers : Serial, default=None
