@@ -167,6 +167,17 @@ BAND_STACKS = {
         Flatten(),
         Dense(1.2, 0.1),
     ),
+    # All pairs first (the 2x2 window widens the band past the 8x8 image), then a band.
+    "full-then-band": serial(
+        Conv(w_std=1.5, b_std=0.2),
+        Relu(),
+        AvgPool((2, 2), strides=(1, 1), padding="SAME"),
+        Conv(w_std=1.4),
+        Relu(),
+        AvgPool((4, 4), strides=(1, 1)),
+        Flatten(),
+        Dense(1.2, 0.1),
+    ),
     "pool-conv-pool": serial(
         Conv(w_std=1.5, b_std=0.2),
         Relu(),
@@ -182,7 +193,8 @@ BAND_STACKS = {
 
 @pytest.mark.parametrize(
     ("name", "shape"),
-    [(name, (9, 11, 2)) for name in BAND_STACKS] + [("strided-conv-valid", (8, 8, 3))],
+    [(name, (9, 11, 2)) for name in BAND_STACKS if name != "full-then-band"]
+    + [("strided-conv-valid", (12, 12, 3)), ("full-then-band", (8, 8, 2))],
 )
 def test_local_pooling_bands_equal_all_pixel_pairs(name, shape):
     """Stacks read out by local pooling run on bands of pixel pairs and equal the all-pairs
@@ -190,7 +202,7 @@ def test_local_pooling_bands_equal_all_pixel_pairs(name, shape):
     stack = BAND_STACKS[name]
     layouts = stack.layouts(shape)
     assert any(isinstance(layout, tuple) and layout[0] == "band" for layout in layouts)
-    assert "full" not in layouts
+    assert ("full" in layouts) == (name == "full-then-band")
     rng = np.random.default_rng(3)
     x1, x2 = rng.normal(size=(3, *shape)), rng.normal(size=(4, *shape))
     x2[0] = x1[1]

@@ -158,9 +158,10 @@ def band_from_full(a: jax.Array, radius: tuple[int, int]) -> jax.Array:
     oh = np.arange(-rh, rh + 1)[:, None, None, None]
     ow = np.arange(-rw, rw + 1)[None, :, None, None]
     ph, pw = np.arange(h)[None, None, :, None], np.arange(w)[None, None, None, :]
-    qh, qw = np.clip(ph + oh, 0, h - 1), np.clip(pw + ow, 0, w - 1)
-    ph, pw = np.broadcast_to(ph, qh.shape), np.broadcast_to(pw, qh.shape)
-    qh, qw = np.broadcast_to(qh, ph.shape), np.broadcast_to(qw, ph.shape)
+    # Index grids of shape (2rh+1, 2rw+1, H, W); pairs off the image are clipped, then zeroed.
+    ph, pw, qh, qw = np.broadcast_arrays(
+        ph, pw, np.clip(ph + oh, 0, h - 1), np.clip(pw + ow, 0, w - 1)
+    )
     return band_masked(a[..., ph, pw, qh, qw])
 
 
