@@ -50,8 +50,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_sklearn.architectures import make_stack
 from ntk_sklearn.kernels import (
-    AvgPool,
     Conv,
     Dense,
     Flatten,
@@ -151,8 +151,14 @@ def conv_only_cnn(depth: int = 5) -> Serial:
 
 def local_cnn(window: int, depth: int = 5) -> Serial:
     """``[Conv, Relu] * depth + [AvgPool((w, w), strides=(1, 1)), Flatten, Dense]``."""
-    pool = AvgPool((window, window), strides=(1, 1))
-    return serial(*([conv(), Relu()] * depth), pool, Flatten(), Dense(ROOT2, 0.1))
+    return make_stack(
+        "conv",
+        depth=depth,
+        w_std=ROOT2,
+        b_std=0.1,
+        image_shape=(32, 32, 3),
+        pooling=f"local{window}",
+    )
 
 
 def pool_cnn() -> Serial:

@@ -42,7 +42,8 @@ from sklearn.model_selection import StratifiedKFold
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import load_dataset  # noqa: E402
 
-from ntk_sklearn.kernels import AvgPool, Conv, Dense, Flatten, Relu, serial  # noqa: E402
+from ntk_sklearn.architectures import make_stack  # noqa: E402
+from ntk_sklearn.kernels import Conv, Dense, Flatten, Relu  # noqa: E402
 from ntk_sklearn.kernels._state import input_state  # noqa: E402
 
 SHAPES = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
@@ -111,9 +112,14 @@ def pooled_kernels(train, test, depths, windows, w_std: float, b_std: float):
     out = np.empty((len(depths), len(windows), 2, rows, len(train)), np.float32)
     for d, depth in enumerate(depths):
         for w, window in enumerate(windows):
-            head = [Flatten()] if window == 1 else [AvgPool((window, window), (1, 1)), Flatten()]
-            body = [Conv(w_std=w_std, b_std=b_std), Relu()] * depth
-            stack = serial(*body, *head, Dense(w_std, b_std))
+            stack = make_stack(
+                "conv",
+                depth=depth,
+                w_std=w_std,
+                b_std=b_std,
+                image_shape=train.shape[1:],
+                pooling="flatten" if window == 1 else f"local{window}",
+            )
             k = stack(train) if test is None else stack(test, train)
             out[d, w] = np.stack([k.nngp, k.ntk])
     return out
@@ -159,6 +165,7 @@ def main() -> None:
         "--windows",
         type=int,
         nargs="+",
+        choices=[1, 2, 3, 4],
         default=[1],
         help="readout pooling windows: 1 = Flatten, w = AvgPool((w, w), strides=(1, 1))",
     )

@@ -104,7 +104,7 @@ def self_variances(q: jax.Array, layout, radius=None) -> tuple[jax.Array, jax.Ar
     return q, q
 
 
-def input_state(x1: jax.Array, x2: jax.Array | None, layout: str, want_ntk: bool) -> KernelState:
+def input_state(x1: jax.Array, x2: jax.Array | None, layout, want_ntk: bool) -> KernelState:
     """The inputs' covariance ``Σ⁰ = x·x' / fan_in`` (per pixel, over channels, for images).
 
     ``x2=None`` gives the diagonal (``pairs=True``). The NTK of the inputs is 0.
