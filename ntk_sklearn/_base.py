@@ -127,6 +127,7 @@ class NeuralKernelBase(BaseEstimator):
         "image_shape": [tuple, list, None],
         "filter_size": [Interval(Integral, 1, None, closed="left"), tuple, list],
         "pooling": [StrOptions(set(POOLINGS))],
+        "flip_invariant": ["boolean"],
         "layers": [Serial, None],
         # Names are checked in fit against the live registry (register_activation adds names).
         "activation": [str, callable],
@@ -215,11 +216,12 @@ class NeuralKernelBase(BaseEstimator):
     def _check_kernel(self) -> None:
         """Validate ``kernel``; for ``"empirical"`` draw the seed of its networks once."""
         p = self._hyper
-        if self.kernel != "analytic" and (p["architecture"] != "fc" or p["layers"] is not None):
+        custom = p["architecture"] != "fc" or p["layers"] is not None or p["flip_invariant"]
+        if self.kernel != "analytic" and custom:
             raise ValueError(
-                f"architecture={p['architecture']!r} and layers= need kernel='analytic': the "
-                "finite-width kernels (kernel='empirical' or your own model) are of a "
-                "fully-connected network or of the model you pass."
+                f"architecture={p['architecture']!r}, layers= and flip_invariant=True need "
+                "kernel='analytic': the finite-width kernels (kernel='empirical' or your own "
+                "model) are of a fully-connected network or of the model you pass."
             )
         if p["kernel"] == "analytic":
             self._stack()  # a clear error for an architecture that cannot be built
@@ -345,6 +347,7 @@ class NeuralKernelBase(BaseEstimator):
             image_shape=p["image_shape"],
             filter_size=p["filter_size"],
             pooling=p["pooling"],
+            flip_invariant=p["flip_invariant"],
             layers=p["layers"],
         )
 

@@ -33,6 +33,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         image_shape=None,
         filter_size=3,
         pooling="flatten",
+        flip_invariant=False,
         layers=None,
         w_std=1.0,
         b_std=0.1,
@@ -65,6 +66,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.image_shape = image_shape
         self.filter_size = filter_size
         self.pooling = pooling
+        self.flip_invariant = flip_invariant
         self.layers = layers
         self.w_std = w_std
         self.b_std = b_std

@@ -37,6 +37,12 @@ _PARAMS_DOC = """
         ``Flatten`` (pixel pairs up to ``w − 1`` apart, ``O(H·W·(2w − 1)²)``: about 13× and 41×
         the cost of ``Flatten`` for widths 2 and 3 on 32×32 images); or global average pooling
         (all pixel pairs, ``O((H·W)²)``: much slower).
+    flip_invariant : bool, default=False
+        Average the convolutional network over horizontal flips of its input images,
+        ``f̄(x) = (f(x) + f(mirror(x))) / 2``: the kernels become
+        ``(k(x, x') + k(x, mirror(x'))) / 2`` (twice the cost) and predictions are exactly
+        invariant to mirroring an image. For images whose class does not change when mirrored
+        (CIFAR: +3 points on the shared subset, see the README). Needs ``kernel="analytic"``.
     layers : Serial, default=None
         A custom stack from :func:`ntk_sklearn.kernels.serial` (images when ``image_shape`` is
         given); its ``Dense``/``Conv`` layers get ``w_std``/``b_std``. Overrides
@@ -222,6 +228,7 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         image_shape=None,
         filter_size=3,
         pooling="flatten",
+        flip_invariant=False,
         layers=None,
         w_std=1.0,
         b_std=0.1,
@@ -255,6 +262,7 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         self.image_shape = image_shape
         self.filter_size = filter_size
         self.pooling = pooling
+        self.flip_invariant = flip_invariant
         self.layers = layers
         self.w_std = w_std
         self.b_std = b_std

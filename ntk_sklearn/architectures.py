@@ -26,6 +26,10 @@ Architectures (``act`` is ``Activation(activation, negative_slope, quadrature_po
   ``w_std`` and ``b_std`` in place of their own (the other layers are kept as they are);
   ``architecture``, ``depth``, ``activation``, ``filter_size`` and ``pooling`` are then ignored.
   It takes images when ``image_shape`` is given, vectors otherwise.
+
+``flip_invariant=True`` averages a convolutional network over horizontal flips of its input
+(``serial(..., flip_invariant=True)``): its kernels and predictions are then exactly invariant to
+mirroring an image, at twice the cost.
 """
 
 from __future__ import annotations
@@ -190,7 +194,8 @@ Dense(w_std=1.5, b_std=0.1))
             if isinstance(layer, (Dense, Conv))
             else layer
             for layer in stack.layers
-        )
+        ),
+        flip_invariant=stack.flip_invariant,
     )
 
 
@@ -206,6 +211,7 @@ def make_stack(
     image_shape: tuple[int, int, int] | None = None,
     filter_size: int | tuple[int, int] = 3,
     pooling: str = "flatten",
+    flip_invariant: bool = False,
     layers: Serial | None = None,
     n_features: int | None = None,
 ) -> Serial:
@@ -235,6 +241,10 @@ def make_stack(
         Readout of ``"conv"`` before the last ``Dense``: ``Flatten()``; local average pooling
         ``AvgPool((w, w), strides=(1, 1))`` of width ``w`` = 2, 3, 4 then ``Flatten()``; or
         ``GlobalAvgPool()``.
+    flip_invariant : bool, default=False
+        Average the network over horizontal flips of its input images (``serial``'s
+        ``flip_invariant``: exactly flip-invariant kernels at twice the cost). A custom
+        ``layers`` stack that is flip-invariant stays so.
     layers : Serial, default=None
         A custom stack; its ``Dense``/``Conv`` stds are replaced by ``w_std``/``b_std``.
     n_features : int, default=None
@@ -274,6 +284,10 @@ def make_stack(
         stack = _named_stack(
             _check_architecture(architecture), depth, act, w_std, b_std, filter_size, pooling
         )
+    if not isinstance(flip_invariant, bool | np.bool_):
+        raise InvalidArgumentError(f"flip_invariant must be True or False; got {flip_invariant!r}.")
+    if flip_invariant:
+        stack = serial(*stack.layers, flip_invariant=True)
     _check_features(n_features, architecture, image_shape, layers, "X")
     row_shape = image_shape if takes_images(architecture, image_shape, layers) else (1,)
     stack.layouts(row_shape)  # a ValueError naming the first layer that does not fit

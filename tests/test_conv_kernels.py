@@ -257,6 +257,135 @@ def test_band_gradients_match_finite_differences():
         np.testing.assert_allclose(float(g[i]), fd, rtol=1e-6)
 
 
+# -- flip invariance ---------------------------------------------------------------------------
+
+FLIP_STACKS = {
+    "flatten": serial(Conv(w_std=1.5, b_std=0.2), Relu(), Flatten(), Dense(1.2, 0.1)),
+    "local-band": serial(
+        Conv(w_std=1.5, b_std=0.2),
+        Erf(),
+        AvgPool((2, 2), strides=(1, 1)),
+        Flatten(),
+        Dense(1.2, 0.1),
+    ),
+    "valid-strided-gap": serial(
+        Conv((3, 3), strides=(2, 2), padding="VALID", w_std=1.5, b_std=0.2),
+        Relu(),
+        Conv(w_std=1.4),
+        Relu(),
+        GlobalAvgPool(),
+        Dense(1.2, 0.1),
+    ),
+}
+
+
+def _mirror(x):
+    return x[:, :, ::-1]
+
+
+@pytest.mark.parametrize("name", FLIP_STACKS)
+def test_flip_invariant_kernel_is_the_kernel_of_flip_averaged_features(name):
+    """By bilinearity, the features (φ(x) + φ(gx)) / 2 have the kernel ¼ Σ_{g, g'} k(gx, g'x'):
+    the flip-invariant stack equals that four-term average of the plain stack (which also checks
+    that the stack commutes with the flip, the identity its two-term form rests on)."""
+    plain = FLIP_STACKS[name]
+    stack = serial(*plain.layers, flip_invariant=True)
+    x1, x2 = _images(3, seed=4, shape=(7, 7, 2)), _images(4, seed=5, shape=(7, 7, 2))
+    k = stack(x1, x2)
+    terms = [plain(a, b) for a in (x1, _mirror(x1)) for b in (x2, _mirror(x2))]
+    for kind in ("nngp", "ntk"):
+        expected = sum(getattr(t, kind) for t in terms) / 4
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(getattr(k, kind), expected, rtol=0, atol=1e-13 * scale)
+        # Exactly invariant to mirroring either side.
+        flipped = getattr(stack(_mirror(x1), x2), kind)
+        np.testing.assert_allclose(flipped, getattr(k, kind), rtol=0, atol=1e-13 * scale)
+    sym = stack(x1)
+    square = stack(x1, x1)
+    np.testing.assert_array_equal(sym.ntk, sym.ntk.T)
+    np.testing.assert_allclose(sym.ntk, square.ntk, rtol=1e-13)
+    diag = stack.diag(x1)
+    np.testing.assert_allclose(diag.nngp, np.diag(square.nngp), rtol=1e-13)
+    np.testing.assert_allclose(diag.ntk, np.diag(square.ntk), rtol=1e-13)
+    assert np.linalg.eigvalsh(stack(np.concatenate([x1, x2])).nngp).min() > -1e-12
+
+
+def test_flip_invariant_gradients_match_finite_differences():
+    x = jnp.asarray(_images(3, shape=(5, 6, 2)))
+
+    def total(w):
+        stack = serial(
+            Conv(w_std=w, b_std=0.2), Relu(), Flatten(), Dense(w, 0.1), flip_invariant=True
+        )
+        k = kernel_matrices(stack, x, get="ntk").ntk
+        return k.sum() + 3.0 * jnp.trace(k)
+
+    total = jax.jit(total)
+    g = float(jax.jit(jax.grad(total))(1.4))
+    np.testing.assert_allclose(
+        g, _central_difference(lambda w: float(total(w)), 1.4, 1e-5), rtol=1e-6
+    )
+
+
+def test_mirror_symmetric_windows_match_brute_force():
+    from ntk_sklearn.kernels import _spatial
+
+    for size in range(1, 13):
+        for window in range(1, 6):
+            for stride in range(1, 4):
+                for padding in ("SAME", "VALID"):
+                    n = _spatial.out_size(size, window, stride, padding)
+                    if n < 1:
+                        continue
+                    low, _ = _spatial.pads(size, window, stride, padding)
+                    # Each window as the positions it covers (padding included: a pair's
+                    # covariance reads the same offset of the window in both images).
+                    windows = {
+                        frozenset(range(a, a + window))
+                        for a in (-low + j * stride for j in range(n))
+                    }
+                    mirrored = {frozenset(size - 1 - p for p in w) for w in windows}
+                    symmetric = _spatial.mirror_symmetric(size, window, stride, padding)
+                    assert symmetric == (windows == mirrored), (size, window, stride, padding)
+
+
+@pytest.mark.parametrize(
+    ("make", "x", "message"),
+    [
+        (
+            lambda: serial(Dense(), Relu(), Dense(), flip_invariant=True),
+            np.ones((2, 4)),
+            "horizontal flips of images",
+        ),
+        (
+            lambda: serial(Conv(strides=(2, 2)), Relu(), Flatten(), Dense(), flip_invariant=True),
+            np.ones((2, 8, 8, 1)),
+            "mirror-symmetric",
+        ),
+        (
+            lambda: serial(serial(Conv(), Relu(), flip_invariant=True), Flatten(), Dense()),
+            None,
+            "outer serial",
+        ),
+    ],
+)
+def test_flip_invariant_bad_stacks(make, x, message):
+    with pytest.raises(ValueError, match=message):
+        make()(x)
+    with pytest.raises(TypeError, match="flip_invariant"):
+        serial(Conv(), Flatten(), Dense(), flip_invariant="yes")
+
+
+def test_flip_invariant_stacks_are_values():
+    plain = FLIP_STACKS["flatten"]
+    stack = serial(plain, flip_invariant=True)
+    assert stack != plain and stack == serial(*plain.layers, flip_invariant=True)
+    assert repr(stack).endswith("flip_invariant=True)")
+    assert pickle.loads(pickle.dumps(stack)) == stack
+    leaves, tree = jax.tree_util.tree_flatten(stack)
+    assert jax.tree_util.tree_unflatten(tree, leaves) == stack
+
+
 def _images(n=5, seed=1, shape=(5, 5, 2)):
     return np.random.default_rng(seed).normal(size=(n, *shape))
 

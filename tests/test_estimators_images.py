@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegressor
+from ntk_sklearn.gaussian_process import NNGPKernel
 from ntk_sklearn.kernels import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Relu, serial
 from ntk_sklearn.preprocessing import ImageAvgPool, NormScaler
 
@@ -70,6 +71,36 @@ def test_custom_stack_gets_the_estimators_stds(digits):
     np.testing.assert_allclose(a.predict(X[40:50]), b.predict(X[40:50]), rtol=1e-12)
 
 
+def test_flip_invariant_estimators_ignore_mirroring(digits):
+    """flip_invariant=True: KernelRidge on the flip-averaged stack's NTK; a mirrored test
+    image gets the same prediction; NNGPKernel gives the same flip-averaged NNGP."""
+    X, y = digits
+    y = y.astype(float)
+    layers = [Conv(w_std=1.4, b_std=0.1), Relu(), Conv(w_std=1.4, b_std=0.1), Relu()]
+    stack = serial(*layers, Flatten(), Dense(1.4, 0.1), flip_invariant=True)
+    images = X.reshape(-1, 8, 8, 1)
+    with jax.enable_x64(True):
+        k_train = stack(images[:100], get="ntk")
+        k_test = stack(images[100:], images[:100], get="ntk")
+    expected = KernelRidge(kernel="precomputed", alpha=0.05).fit(k_train, y[:100])
+    params = {"architecture": "conv", "image_shape": (8, 8, 1), "depth": 2, "w_std": 1.4}
+    model = NTKRegressor(**params, flip_invariant=True, alpha=0.05, normalize_y=False)
+    model.fit(X[:100], y[:100])
+    np.testing.assert_allclose(model.predict(X[100:]), expected.predict(k_test), rtol=1e-8)
+    mirrored = images[100:, :, ::-1].reshape(len(X) - 100, -1)
+    np.testing.assert_allclose(model.predict(mirrored), model.predict(X[100:]), rtol=1e-10)
+    plain = NTKRegressor(**params, alpha=0.05, normalize_y=False).fit(X[:100], y[:100])
+    assert np.abs(plain.predict(mirrored) - plain.predict(X[100:])).max() > 1e-3
+    kernel = NNGPKernel(**params, b_std=0.1, flip_invariant=True)
+    with jax.enable_x64(True):
+        nngp = stack(images[:30], get="nngp")
+    np.testing.assert_allclose(kernel(X[:30]), nngp, rtol=1e-10)
+    np.testing.assert_allclose(kernel.diag(X[:30]), np.diag(nngp), rtol=1e-10)
+    values, gradient = kernel(X[:30], eval_gradient=True)
+    np.testing.assert_allclose(values, nngp, rtol=1e-10)
+    assert gradient.shape == (30, 30, 2) and np.isfinite(gradient).all()
+
+
 def test_grid_search_over_depth_and_pooling_in_a_pipeline(digits):
     X, y = digits
     pipe = make_pipeline(NormScaler(), NTKClassifier(architecture="conv", image_shape=(8, 8, 1)))
@@ -113,6 +144,17 @@ def test_myrtle_and_pooled_inputs(digits):
             "kernel='analytic'",
         ),
         ({"architecture": "transformer"}, "architecture"),
+        ({"flip_invariant": True}, "images"),
+        ({"flip_invariant": True, "kernel": "empirical"}, "kernel='analytic'"),
+        (
+            {
+                "architecture": "conv",
+                "image_shape": (8, 8, 1),
+                "filter_size": 2,
+                "flip_invariant": True,
+            },
+            "mirror-symmetric",
+        ),
         ({"pooling": "max"}, "pooling"),
     ],
 )

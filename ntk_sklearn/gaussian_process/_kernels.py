@@ -59,6 +59,7 @@ class _NeuralKernel(Kernel):
         image_shape: tuple[int, int, int] | None = None,
         filter_size: int | tuple[int, int] = 3,
         pooling: str = "flatten",
+        flip_invariant: bool = False,
         layers: Serial | None = None,
         negative_slope: float = 0.01,
         quadrature_points: int = 64,
@@ -73,6 +74,7 @@ class _NeuralKernel(Kernel):
         self.image_shape = image_shape
         self.filter_size = filter_size
         self.pooling = pooling
+        self.flip_invariant = flip_invariant
         self.layers = layers
         self.negative_slope = negative_slope
         self.quadrature_points = quadrature_points
@@ -160,6 +162,7 @@ class _NeuralKernel(Kernel):
             quadrature_points=self.quadrature_points,
             filter_size=self.filter_size,
             pooling=self.pooling,
+            flip_invariant=self.flip_invariant,
             n_features=n_features,
             **self._arch(),
         )
@@ -349,6 +352,9 @@ class NNGPKernel(_NeuralKernel):
     pooling : {"flatten", "local2", "local3", "local4", "gap"}, default="flatten"
         Readout of ``"conv"`` before the last dense layer: ``Flatten``, local average pooling
         of width 2, 3 or 4 (stride 1) then ``Flatten``, or global average pooling.
+    flip_invariant : bool, default=False
+        Average the convolutional network over horizontal flips of its input images: the
+        kernel ``(k(x, x') + k(x, mirror(x'))) / 2``, exactly invariant to mirroring an image.
     layers : Serial, default=None
         A custom network (:func:`ntk_sklearn.kernels.serial`): its ``Dense``/``Conv`` layers'
         stds are replaced by ``w_std``/``b_std``; ``architecture``, ``depth``, ``activation``,

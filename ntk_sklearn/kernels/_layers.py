@@ -127,6 +127,10 @@ class Layer:
         """The pair offsets this layer reads to give its output those within ``radius``."""
         return radius
 
+    def mirror_symmetric(self, shape: Shape) -> bool:
+        """Whether the layer commutes with flipping its input images horizontally."""
+        return True
+
     def _needs_vectors(self, shape: Shape) -> None:
         if shape is not None:
             raise ValueError(
@@ -217,6 +221,12 @@ class Conv(Layer):
             return None
         return self.strides[0] * radius[0], self.strides[1] * radius[1]
 
+    def mirror_symmetric(self, shape: Shape) -> bool:
+        # The weights are i.i.d., so only the set of windows along the width matters.
+        return _spatial.mirror_symmetric(
+            shape[1], self.filter_shape[1], self.strides[1], self.padding
+        )
+
     def apply(self, state: KernelState) -> KernelState:
         op = {"full": _spatial.conv_full, "band": _spatial.conv_band}.get(
             state.layout, _spatial.conv_diag
@@ -278,6 +288,11 @@ class AvgPool(Layer):
             return None
         window, strides = self.window_shape, self.strides
         return tuple(s * r + k - 1 for r, k, s in zip(radius, window, strides, strict=True))
+
+    def mirror_symmetric(self, shape: Shape) -> bool:
+        return _spatial.mirror_symmetric(
+            shape[1], self.window_shape[1], self.strides[1], self.padding
+        )
 
     def apply(self, state: KernelState) -> KernelState:
         pool = _spatial.pool_band if state.layout == "band" else _spatial.pool_full

@@ -8,6 +8,9 @@ a pytree whose leaves are the layers' ``w_std``/``b_std``) that is also the kern
 * ``stack.diag(x)``: each row with itself, without the full matrix;
 * :func:`kernel_matrices`: the same in pure JAX, for ``jax.jit``/``jax.grad``.
 
+``serial(..., flip_invariant=True)`` averages the network over horizontal flips of its input
+images: ``k̄(x, x') = (k(x, x') + k(x, g x')) / 2``, one more pass with the second image mirrored.
+
 Which covariances are carried is decided once per input shape (neural-tangents'
 "diagonal_spatial"): vectors carry one number per pair; images carry same-pixel covariances
 ``O(H·W)`` per pair unless a pooling layer lies ahead, which needs every pixel pair,
@@ -60,9 +63,11 @@ class Serial:
     """A stack of layers and its infinite-width kernel function (see :func:`serial`)."""
 
     layers: tuple[Layer, ...]
+    flip_invariant: bool = False
 
     def __repr__(self) -> str:
-        return f"serial({', '.join(repr(layer) for layer in self.layers)})"
+        flip = ", flip_invariant=True" if self.flip_invariant else ""
+        return f"serial({', '.join(repr(layer) for layer in self.layers)}{flip})"
 
     def __deepcopy__(self, memo) -> Serial:
         # An immutable value: copies (scikit-learn's clone) share it and its compiled kernels.
@@ -92,9 +97,21 @@ class Serial:
                 f"for convolutional stacks; got rows of shape {input_shape}."
             )
         shape: Shape = None if len(input_shape) == 1 else tuple(input_shape[:2])
+        if self.flip_invariant and shape is None:
+            raise ValueError(
+                "flip_invariant=True averages over horizontal flips of images; the inputs are "
+                f"vectors of shape {input_shape}. Give images (n, height, width, channels)."
+            )
         shapes = []
         for layer in self.layers:
             shapes.append(shape)
+            if self.flip_invariant and shape is not None and not layer.mirror_symmetric(shape):
+                raise ValueError(
+                    f"flip_invariant=True needs every layer to commute with a horizontal flip; "
+                    f"{layer!r} on images {shape[1]} pixels wide does not (its windows are not "
+                    "mirror-symmetric). Use stride 1 with odd filters and padding='SAME', or "
+                    "strides that divide (width - window) with padding='VALID'."
+                )
             shape = layer.output_shape(shape)
         if shape is not None:
             raise ValueError(
@@ -304,7 +321,7 @@ def _as_input(x, name: str) -> np.ndarray:
     return as_array(arr, name, ndim=arr.ndim)
 
 
-def serial(*layers: Layer | Serial) -> Serial:
+def serial(*layers: Layer | Serial, flip_invariant: bool = False) -> Serial:
     """Compose layers into a network whose infinite-width kernel function is returned.
 
     Parameters
@@ -312,6 +329,12 @@ def serial(*layers: Layer | Serial) -> Serial:
     *layers : Layer or Serial
         ``Dense``, ``Conv``, ``AvgPool``, ``GlobalAvgPool``, ``Flatten``, activation layers
         (``Relu()``, ``Erf()``, ``Activation(...)``, ...), or stacks (flattened in place).
+    flip_invariant : bool, default=False
+        The kernels of the network averaged over horizontal flips of its input image,
+        ``f̄(x) = (f(x) + f(g x)) / 2``: ``k̄(x, x') = (k(x, x') + k(x, g x')) / 2`` for the NNGP and
+        the NTK (the stack commutes with the flip ``g``, so ``k(g x, g x') = k(x, x')``), at twice
+        the cost. Predictions are then exactly invariant to flipping an image. Needs image
+        inputs and layers whose windows are mirror-symmetric along the width (checked).
 
     Returns
     -------
@@ -335,6 +358,11 @@ Dense(w_std=1.4, b_std=0.0))
     flat: list[Layer] = []
     for layer in layers:
         if isinstance(layer, Serial):
+            if layer.flip_invariant:
+                raise ValueError(
+                    f"{layer!r} averages its outputs over flips and cannot be a part of another "
+                    "stack; pass flip_invariant=True to the outer serial(...) instead."
+                )
             flat.extend(layer.layers)
         elif isinstance(layer, Layer):
             flat.append(layer)
@@ -345,11 +373,15 @@ Dense(w_std=1.4, b_std=0.0))
             )
     if not flat:
         raise ValueError("serial needs at least one layer.")
-    return Serial(tuple(flat))
+    if not isinstance(flip_invariant, bool | np.bool_):
+        raise TypeError(f"flip_invariant must be True or False; got {flip_invariant!r}.")
+    return Serial(tuple(flat), bool(flip_invariant))
 
 
 jax.tree_util.register_pytree_node(
-    Serial, lambda s: (s.layers, None), lambda _, layers: Serial(tuple(layers))
+    Serial,
+    lambda s: (s.layers, s.flip_invariant),
+    lambda flip, layers: Serial(tuple(layers), flip),
 )
 
 
@@ -359,8 +391,33 @@ def _run(
     """Propagate the input covariances of ``x1`` (with ``x2``, or with itself) through ``stack``.
 
     ``layouts``: each layer's input layout, by default the cheapest (:meth:`Serial.layouts`).
+    A flip-invariant stack returns only ``nngp``/``ntk`` (its per-row variances are dropped).
     """
     layouts = stack.layouts(x1.shape[1:]) if layouts is None else layouts
+    state = _propagate(stack, x1, x2, want_ntk, layouts)
+    if not stack.flip_invariant:
+        return state
+    # k̄(x, x') = (k(x, x') + k(x, g x')) / 2, g reversing the width axis of NHWC images.
+    if x2 is None:
+        # The diagonal: each row with its own mirror image, as a 1 x 1 grid per row.
+        def mirrored_pair(row):
+            one = _propagate(stack, row[None], row[None, :, ::-1], want_ntk, layouts)
+            return one.nngp[0, 0], None if one.ntk is None else one.ntk[0, 0]
+
+        nngp, ntk = jax.vmap(mirrored_pair)(x1)
+    else:
+        mirrored = _propagate(stack, x1, x2[:, :, ::-1], want_ntk, layouts)
+        nngp, ntk = mirrored.nngp, mirrored.ntk
+    return state.replace(
+        nngp=(state.nngp + nngp) / 2,
+        ntk=None if ntk is None else (state.ntk + ntk) / 2,
+        cov1=None,
+        cov2=None,
+    )
+
+
+def _propagate(stack: Serial, x1, x2, want_ntk: bool, layouts) -> KernelState:
+    """``_run`` without the flip average."""
     state = input_state(x1, x2, layouts[0], want_ntk)
     layers, i = stack.layers, 0
     while i < len(layers):

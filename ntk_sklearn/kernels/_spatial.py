@@ -44,6 +44,18 @@ def out_size(size: int, window: int, stride: int, padding: str) -> int:
     return (size + low + high - window) // stride + 1
 
 
+def mirror_symmetric(size: int, window: int, stride: int, padding: str) -> bool:
+    """Whether reversing the axis maps the set of windows onto itself.
+
+    Windows start at ``a_j = −low + j·s`` (``j < n``); reversal maps the window starting at ``a``
+    to the one starting at ``size − window − a``, so the arithmetic sequence of starts is
+    symmetric iff ``a_0 + a_{n−1} = size − window``.
+    """
+    low, _ = pads(size, window, stride, padding)
+    n = out_size(size, window, stride, padding)
+    return -2 * low + (n - 1) * stride == size - window
+
+
 def _pad_axes(a: jax.Array, axes: tuple[int, ...], low: int, high: int) -> jax.Array:
     if low == high == 0:
         return a
