@@ -1,14 +1,16 @@
 """Neural-kernel classifiers against tuned RBF baselines, one command.
 
 Compares :class:`~ntk_sklearn.NTKClassifier` and :class:`~ntk_sklearn.NNGPClassifier` (each in
-``Pipeline(NormScaler(), model)``) with three RBF-kernel baselines from scikit-learn:
+``Pipeline(NormScaler(), model)``; fully connected as ``NTK``/``NNGP``, convolutional on the
+images as ``CNTK``/``CNNGP``) with three RBF-kernel baselines from scikit-learn:
 ``SVC(kernel="rbf")``, kernel ridge regression on centred one-hot targets
 (:class:`OneHotKernelRidge`, ``KernelRidge(kernel="rbf")`` wrapped as a classifier) and
 ``GaussianProcessClassifier(RBF)`` (only up to ``--gpc-max-n`` training samples: its Laplace
 approximation costs one ``n x n`` Cholesky per class per Newton step).
 
 Every model's hyperparameters are chosen by ``GridSearchCV`` (stratified ``--cv`` folds, accuracy)
-on the training split only, with comparable budgets (12 candidates; 6 for the GPC), then the best
+on the training split only, with comparable budgets (12 candidates; 6 for the GPC; 4, or 8 with
+flips on CIFAR, for the convolutional kernels, each of which costs more), then the best
 candidate is refitted on the whole training split and scored once on the test split. With
 ``--tune-n N`` the search runs on a stratified subset of at most ``N`` training samples and only
 the refit uses them all (for large training sets on small machines); the table says so.
@@ -57,8 +59,10 @@ from ntk_sklearn import NNGPClassifier, NTKClassifier
 from ntk_sklearn.preprocessing import NormScaler
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("NTK", "NNGP", "SVC", "KRR", "GPC")
+MODELS = ("NTK", "NNGP", "CNTK", "CNNGP", "SVC", "KRR", "GPC")
 DATASETS = ("digits", "mnist", "cifar")
+#: (height, width, channels) of one image of each data set: the convolutional models' input.
+IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "cifar": (32, 32, 3)}
 COLUMNS = (
     "dataset",
     "model",
@@ -204,16 +208,22 @@ def baseline_scaler(kind: str) -> BaseEstimator:
 def make_models(
     n_features: int,
     *,
+    image_shape: tuple[int, int, int] | None = None,
+    flip: bool = False,
     dtype: str = "float32",
     baseline_scaling: str = "norm",
     quick: bool = False,
     gpc_max_n: int = 300,
 ) -> dict[str, ModelSpec]:
-    """The five models with their grids (12 candidates each; 6 for the GPC; 2-4 if quick).
+    """The models with their grids (12 candidates each; 6 for the GPC; 2-4 if quick).
 
     NTK/NNGP: depth x alpha (ridge on the kernel diagonal). For ReLU with a small ``b_std`` the
     kernel is positively homogeneous in ``w_std`` (it scales the whole kernel), so a grid over
-    ``alpha`` covers ``w_std`` too; ``w_std=1.5, b_std=0.1`` are kept. RBF models: gamma in
+    ``alpha`` covers ``w_std`` too; ``w_std=1.5, b_std=0.1`` are kept. CNTK/CNNGP (only with an
+    ``image_shape``): the ``"conv"`` architecture (3x3 SAME convolutions, ``Flatten`` readout)
+    on ``NormScaler``-ed images, depth {3, 5} x alpha {1e-3, 1e-1} (x ``flip_invariant``
+    {False, True} with ``flip``: for images whose class survives mirroring), fewer candidates
+    because each one computes convolutional kernels. RBF models: gamma in
     multiples of ``1/n_features`` (the scale of ``gamma="scale"`` for unit-variance inputs,
     which both scalers give) x C (SVC) or alpha (KRR). GPC: ``optimizer=None`` (the grid, not the
     marginal likelihood, picks the kernel, like the others) over amplitude x length scale.
@@ -231,6 +241,17 @@ def make_models(
             Pipeline([("scale", NormScaler()), ("model", cls(dtype=dtype))]),
             {"model__depth": depths, "model__alpha": kernel_alphas},
         )
+    if image_shape is not None:
+        conv_grid = {
+            "model__depth": [1, 2] if quick else [3, 5],
+            "model__alpha": [1e-3, 1e-1],
+            **({"model__flip_invariant": [False, True]} if flip else {}),
+        }
+        for name, cls in kernel_model.items():
+            conv = cls(architecture="conv", image_shape=image_shape, w_std=1.5, dtype=dtype)
+            specs[f"C{name}"] = ModelSpec(
+                f"C{name}", Pipeline([("scale", NormScaler()), ("model", conv)]), conv_grid
+            )
     specs["SVC"] = ModelSpec(
         "SVC",
         Pipeline([("scale", baseline_scaler(baseline_scaling)), ("model", SVC(kernel="rbf"))]),
@@ -359,7 +380,7 @@ def run_comparison(
     *,
     dataset: str = "digits",
     n_train_sizes: Sequence[int | None] = (None,),
-    models: Sequence[str] = MODELS,
+    models: Sequence[str] | None = None,
     cv: int = 3,
     tune_n: int | None = None,
     dtype: str = "float32",
@@ -372,16 +393,20 @@ def run_comparison(
 ) -> list[Result]:
     """Evaluate each model at each training-set size (stratified subsets of the train split).
 
-    Returns one :class:`Result` per (size, model), in that order. ``log`` receives one
-    progress line per evaluation (None: silent).
+    Returns one :class:`Result` per (size, model), in that order. ``models=None`` runs all
+    of :data:`MODELS` (the convolutional ones only for a data set in :data:`IMAGE_SHAPES`).
+    ``log`` receives one progress line per evaluation (None: silent).
     """
     specs = make_models(
         X_train.shape[1],
+        image_shape=IMAGE_SHAPES.get(dataset),
+        flip=dataset == "cifar",
         dtype=dtype,
         baseline_scaling=baseline_scaling,
         quick=quick,
         gpc_max_n=gpc_max_n,
     )
+    models = [name for name in MODELS if name in specs] if models is None else models
     unknown = set(models) - set(specs)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; expected a subset of {MODELS}")

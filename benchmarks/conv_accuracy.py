@@ -14,6 +14,9 @@ for information, but the choice never looks at it.
 (``serial``, which computes them on bands of nearby pixel pairs), one pass per depth
 (``--min-depth`` to ``--max-depth``) and window, and CV chooses the window too.
 
+``--flip`` averages every network over horizontal flips of its input images (the stacks'
+``flip_invariant=True``): kernels ``(k(x, x') + k(x, mirror x')) / 2``, at twice the cost.
+
 Preprocessing: ``std`` standardises each channel (training statistics) then scales every image
 to unit norm; ``zca`` whitens with regularised ZCA (Shankar et al. 2020: eigenvalues shifted by
 ``--zca-reg`` times their mean) before the same normalisation; ``pool2`` averages 2x2 pixel blocks
@@ -23,6 +26,7 @@ after ``std``.
     python benchmarks/conv_accuracy.py --dataset mnist --prep pool2 std # 1,000 / 2,000
     python benchmarks/conv_accuracy.py --dataset mnist --prep pool2 --windows 1 2 3 \
         --min-depth 4 --max-depth 4                                     # local pooling
+    python benchmarks/conv_accuracy.py --dataset cifar --prep pool2 std zca --flip
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ def depth_kernels(x1, x2, max_depth: int, w_std: float, b_std: float, block: int
     return out
 
 
-def pooled_kernels(train, test, depths, windows, w_std: float, b_std: float):
+def pooled_kernels(train, test, depths, windows, w_std: float, b_std: float, flip: bool = False):
     """NNGP and NTK of the library's stacks with a local-pooling readout: (depths, windows, 2, ...).
 
     Window 1 is ``Flatten``; window ``w > 1`` is ``AvgPool((w, w), strides=(1, 1))`` then
@@ -119,10 +123,29 @@ def pooled_kernels(train, test, depths, windows, w_std: float, b_std: float):
                 b_std=b_std,
                 image_shape=train.shape[1:],
                 pooling="flatten" if window == 1 else f"local{window}",
+                flip_invariant=flip,
             )
             k = stack(train) if test is None else stack(test, train)
             out[d, w] = np.stack([k.nngp, k.ntk])
     return out
+
+
+def kernel_pass(x1, x2, depths, args) -> np.ndarray:
+    """Kernels (depths, windows, 2, n1, n2) of x1 against x2 (one triangle when x1 is x2).
+
+    With ``--flip`` the kernels of the networks averaged over horizontal flips,
+    ``(k(x, x') + k(x, mirror x')) / 2``: the stacks' ``flip_invariant=True``, or one more pass
+    with ``x2`` mirrored for the one-pass Flatten kernels.
+    """
+    if args.windows != [1]:
+        test = None if x1 is x2 else x1
+        return pooled_kernels(x2, test, depths, args.windows, args.w_std, args.b_std, args.flip)
+    out = depth_kernels(x1, x2, depths[-1], args.w_std, args.b_std, args.block)
+    if args.flip:
+        out = (
+            out + depth_kernels(x1, x2[:, :, ::-1], depths[-1], args.w_std, args.b_std, args.block)
+        ) / 2
+    return out[depths[0] - 1 :]
 
 
 def cv_accuracy(k: np.ndarray, y: np.ndarray, alphas, folds: int = 5) -> np.ndarray:
@@ -169,6 +192,11 @@ def main() -> None:
         default=[1],
         help="readout pooling windows: 1 = Flatten, w = AvgPool((w, w), strides=(1, 1))",
     )
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="average each kernel over horizontal flips: (k(x, x') + k(x, flip x')) / 2",
+    )
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args()
     X, y, X_test, y_test = load_dataset(args.dataset, args.n_train, None, seed=0)
@@ -179,20 +207,15 @@ def main() -> None:
         a, b = preprocess(prep, X, X_test, shape, args.zca_reg)
         a, b = a.astype(np.float32), b.astype(np.float32)
         start = time.perf_counter()
-        if args.windows == [1]:
-            depths = list(range(1, args.max_depth + 1))
-            k_train = depth_kernels(a, a, args.max_depth, args.w_std, args.b_std, args.block)
-            k_test = depth_kernels(b, a, args.max_depth, args.w_std, args.b_std, args.block)
-            k_train, k_test = k_train[args.min_depth - 1 :], k_test[args.min_depth - 1 :]
-            depths = depths[args.min_depth - 1 :]
-        else:
-            depths = list(range(args.min_depth, args.max_depth + 1))
-            k_train = pooled_kernels(a, None, depths, args.windows, args.w_std, args.b_std)
-            k_test = pooled_kernels(a, b, depths, args.windows, args.w_std, args.b_std)
-        seconds = time.perf_counter() - start
+        depths = list(range(args.min_depth, args.max_depth + 1))
+        k_train, k_test = kernel_pass(a, a, depths, args), kernel_pass(b, a, depths, args)
+        k_train = (k_train + np.swapaxes(k_train, -1, -2)) / 2  # exactly symmetric
         # depth_kernels computes every train pair, the stacks one triangle.
         train_pairs = len(a) ** 2 if args.windows == [1] else len(a) * (len(a) + 1) // 2
         pairs = train_pairs + len(b) * len(a)
+        if args.flip:
+            pairs *= 2  # each pair also with the second image mirrored
+        seconds = time.perf_counter() - start
         print(
             f"{prep}: kernels of depths {depths}, windows {args.windows}, for "
             f"{pairs:,} pairs in {seconds:.0f} s ({pairs / seconds:,.0f} pairs/s, load "
