@@ -42,7 +42,7 @@ _PARAMS_DOC = """
         ``f̄(x) = (f(x) + f(mirror(x))) / 2``: the kernels become
         ``(k(x, x') + k(x, mirror(x'))) / 2`` (twice the cost) and predictions are exactly
         invariant to mirroring an image. For images whose class does not change when mirrored
-        (CIFAR: +3 points on the shared subset, see the README). Needs ``kernel="analytic"``.
+        (CIFAR: +2 to 5 points on the shared subset, see the README). Needs ``kernel="analytic"``.
     layers : Serial, default=None
         A custom stack from :func:`ntk_sklearn.kernels.serial` (images when ``image_shape`` is
         given); its ``Dense``/``Conv`` layers get ``w_std``/``b_std``. Overrides
