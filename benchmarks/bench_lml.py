@@ -13,8 +13,9 @@ On standardised diabetes (442 samples) and Friedman #1 (500 samples, noise 1.0),
   × w_std {1, 1.5, 2} × b_std {0, 0.1, 0.5} × alpha {1e-6, 1e-2, 0.1}, timed and scored on the
   first outer fold only (405 fits).
 
-``--ard`` learns one input scale per feature as well (``input_scale_bounds=(1e-3, 1e3)``,
-automatic relevance determination like the GP's ARD length scales); ``--activation`` changes
+``--ard`` learns one input scale per feature as well (``input_scale_bounds=(1e-5, 1e5)``, the
+inverse of the RBF's default length-scale bounds: automatic relevance determination like the
+GP's ARD length scales); ``--activation`` changes
 ours (default ReLU); ``--depths``, ``--dataset``, ``--models``, ``--folds`` and ``--no-grid``
 restrict the run.
 
@@ -82,7 +83,7 @@ def main() -> None:
     depths = [1] if args.quick else args.depths
     classes = {"nngp": NNGPRegressor, "ntk": NTKRegressor}
     classes = [NNGPRegressor] if args.quick else [classes[name] for name in args.models]
-    ard = {"input_scale_bounds": (1e-3, 1e3)} if args.ard else {}
+    ard = {"input_scale_bounds": (1e-5, 1e5)} if args.ard else {}
     cv = KFold(5, shuffle=True, random_state=0)
     for name, (x, y) in datasets(args.quick, args.dataset).items():
         rows: dict[str, list[dict]] = {}
