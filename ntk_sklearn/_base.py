@@ -207,6 +207,15 @@ class NeuralKernelBase(BaseEstimator):
         self._hyper = self._resolved_params()
         for name in (*_BOUNDS_PARAMS, "input_scale_bounds"):
             _marginal_likelihood.check_bounds(self._hyper[name], name)
+        p = self._hyper
+        per_feature = p["input_scale_bounds"] != "fixed" or np.size(p["input_scale"]) > 1
+        if p["flip_invariant"] and per_feature:
+            raise ValueError(
+                "flip_invariant=True cannot be combined with per-feature input scales "
+                "(input_scale a vector or input_scale_bounds a pair): scales that differ between "
+                "a pixel and its mirror image would break the invariance. Use one number for "
+                "input_scale and input_scale_bounds='fixed'."
+            )
         self._check_kernel()
         self._check_activation()
 

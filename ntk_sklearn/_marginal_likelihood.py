@@ -179,7 +179,9 @@ def check_lml_memory(stack: Serial, x: np.ndarray) -> None:
     """``MemoryError`` before the unblocked kernel and its reverse pass would not fit."""
     n = x.shape[0]
     pair = stack._pair_size(x.shape[1:])
-    arrays = _ARRAYS_PER_LAYER * len(stack.layers) * pair + _ARRAYS_FIXED
+    # A flip-invariant stack runs twice (the second image mirrored), keeping both passes.
+    passes = 2 if stack.flip_invariant else 1
+    arrays = passes * _ARRAYS_PER_LAYER * len(stack.layers) * pair + _ARRAYS_FIXED
     check_memory(
         arrays * n * n * 8,
         f"The log marginal likelihood and its gradient on {n} samples",

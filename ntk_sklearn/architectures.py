@@ -286,10 +286,16 @@ def make_stack(
         )
     if not isinstance(flip_invariant, bool | np.bool_):
         raise InvalidArgumentError(f"flip_invariant must be True or False; got {flip_invariant!r}.")
+    images = takes_images(architecture, image_shape, layers)
+    if flip_invariant and not images:
+        raise InvalidArgumentError(
+            "flip_invariant=True averages over mirrored images: it needs architecture='conv' "
+            "or 'myrtle' (or layers= with image_shape), not a network on vectors."
+        )
     if flip_invariant:
         stack = serial(*stack.layers, flip_invariant=True)
     _check_features(n_features, architecture, image_shape, layers, "X")
-    row_shape = image_shape if takes_images(architecture, image_shape, layers) else (1,)
+    row_shape = image_shape if images else (1,)
     stack.layouts(row_shape)  # a ValueError naming the first layer that does not fit
     return stack
 

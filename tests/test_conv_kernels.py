@@ -17,6 +17,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.gaussian_process.kernels import RBF
 
+from ntk_sklearn.architectures import make_stack
 from ntk_sklearn.kernels import (
     Activation,
     AvgPool,
@@ -25,6 +26,7 @@ from ntk_sklearn.kernels import (
     Erf,
     Flatten,
     GlobalAvgPool,
+    Layer,
     Relu,
     Serial,
     _serial,
@@ -372,8 +374,17 @@ def test_mirror_symmetric_windows_match_brute_force():
 def test_flip_invariant_bad_stacks(make, x, message):
     with pytest.raises(ValueError, match=message):
         make()(x)
+
+
+def test_flip_invariant_must_be_a_bool_and_new_layers_are_not_assumed_symmetric():
     with pytest.raises(TypeError, match="flip_invariant"):
         serial(Conv(), Flatten(), Dense(), flip_invariant="yes")
+
+    class Shift(Flatten):  # a spatial layer of a user's own that says nothing about flips
+        mirror_symmetric = Layer.mirror_symmetric
+
+    with pytest.raises(ValueError, match="mirror-symmetric"):
+        serial(Conv(), Shift(), Dense(), flip_invariant=True).layouts((4, 4, 1))
 
 
 def test_flip_invariant_stacks_are_values():
@@ -384,6 +395,11 @@ def test_flip_invariant_stacks_are_values():
     assert pickle.loads(pickle.dumps(stack)) == stack
     leaves, tree = jax.tree_util.tree_flatten(stack)
     assert jax.tree_util.tree_unflatten(tree, leaves) == stack
+    # A custom flip-invariant stack keeps the flag when the estimators set its stds.
+    kept = make_stack(layers=stack, image_shape=(5, 5, 1), w_std=1.1, b_std=0.3)
+    assert kept.flip_invariant and kept.layers[0] == Conv(w_std=1.1, b_std=0.3)
+    with pytest.raises(ValueError, match="needs architecture='conv'"):
+        make_stack("fc", flip_invariant=True)
 
 
 def _images(n=5, seed=1, shape=(5, 5, 2)):

@@ -101,6 +101,26 @@ def test_flip_invariant_estimators_ignore_mirroring(digits):
     assert gradient.shape == (30, 30, 2) and np.isfinite(gradient).all()
 
 
+def test_flip_invariant_marginal_likelihood_gradient(digits):
+    """The evidence of a flip-invariant conv model: autodiff gradient = central differences."""
+    X, y = digits
+    model = NNGPRegressor(
+        architecture="conv", image_shape=(8, 8, 1), depth=1, flip_invariant=True, alpha=0.05
+    ).fit(X[:24], y[:24])
+    theta = np.log([1.3, 0.2, 0.05])
+    _, grad = model.log_marginal_likelihood(theta, eval_gradient=True)
+    h = 1e-5
+    numeric = [
+        (
+            model.log_marginal_likelihood(theta + h * e)
+            - model.log_marginal_likelihood(theta - h * e)
+        )
+        / (2 * h)
+        for e in np.eye(3)
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+
+
 def test_grid_search_over_depth_and_pooling_in_a_pipeline(digits):
     X, y = digits
     pipe = make_pipeline(NormScaler(), NTKClassifier(architecture="conv", image_shape=(8, 8, 1)))
@@ -144,7 +164,16 @@ def test_myrtle_and_pooled_inputs(digits):
             "kernel='analytic'",
         ),
         ({"architecture": "transformer"}, "architecture"),
-        ({"flip_invariant": True}, "images"),
+        ({"flip_invariant": True}, "needs architecture='conv'"),
+        (
+            {
+                "architecture": "conv",
+                "image_shape": (8, 8, 1),
+                "flip_invariant": True,
+                "input_scale_bounds": (1e-3, 1e3),
+            },
+            "per-feature input scales",
+        ),
         ({"flip_invariant": True, "kernel": "empirical"}, "kernel='analytic'"),
         (
             {

@@ -128,8 +128,11 @@ class Layer:
         return radius
 
     def mirror_symmetric(self, shape: Shape) -> bool:
-        """Whether the layer commutes with flipping its input images horizontally."""
-        return True
+        """Whether the layer commutes with flipping its input images horizontally.
+
+        ``False`` unless a layer says so: a new spatial layer is not assumed to commute.
+        """
+        return shape is None
 
     def _needs_vectors(self, shape: Shape) -> None:
         if shape is not None:
@@ -312,6 +315,9 @@ class GlobalAvgPool(Layer):
     def input_radius(self, radius: Radius) -> Radius:
         return None
 
+    def mirror_symmetric(self, shape: Shape) -> bool:
+        return True  # a sum over all pixels
+
     def apply(self, state: KernelState) -> KernelState:
         return state.map_linear(lambda a: jnp.mean(a, axis=(-4, -3, -2, -1))).replace(layout="fc")
 
@@ -326,6 +332,9 @@ class Flatten(Layer):
 
     def input_radius(self, radius: Radius) -> Radius:
         return (0, 0)
+
+    def mirror_symmetric(self, shape: Shape) -> bool:
+        return True  # a sum over all pixels
 
     def apply(self, state: KernelState) -> KernelState:
         if state.layout != "diag":
@@ -370,6 +379,9 @@ class Activation(Layer):
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape
+
+    def mirror_symmetric(self, shape: Shape) -> bool:
+        return True  # pixel by pixel
 
     def _pair(self, qa, qb, c, tol):
         """``(E[σσ], E[σ'σ'])`` for pre-activation variances ``qa``, ``qb`` and covariance ``c``."""

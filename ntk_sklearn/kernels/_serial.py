@@ -105,6 +105,7 @@ class Serial:
         shapes = []
         for layer in self.layers:
             shapes.append(shape)
+            out = layer.output_shape(shape)
             if self.flip_invariant and shape is not None and not layer.mirror_symmetric(shape):
                 raise ValueError(
                     f"flip_invariant=True needs every layer to commute with a horizontal flip; "
@@ -112,7 +113,7 @@ class Serial:
                     "mirror-symmetric). Use stride 1 with odd filters and padding='SAME', or "
                     "strides that divide (width - window) with padding='VALID'."
                 )
-            shape = layer.output_shape(shape)
+            shape = out
         if shape is not None:
             raise ValueError(
                 f"{self!r} ends on images of shape {shape}: end it with Flatten() or "
@@ -330,11 +331,12 @@ def serial(*layers: Layer | Serial, flip_invariant: bool = False) -> Serial:
         ``Dense``, ``Conv``, ``AvgPool``, ``GlobalAvgPool``, ``Flatten``, activation layers
         (``Relu()``, ``Erf()``, ``Activation(...)``, ...), or stacks (flattened in place).
     flip_invariant : bool, default=False
-        The kernels of the network averaged over horizontal flips of its input image,
-        ``f̄(x) = (f(x) + f(g x)) / 2``: ``k̄(x, x') = (k(x, x') + k(x, g x')) / 2`` for the NNGP and
-        the NTK (the stack commutes with the flip ``g``, so ``k(g x, g x') = k(x, x')``), at twice
-        the cost. Predictions are then exactly invariant to flipping an image. Needs image
-        inputs and layers whose windows are mirror-symmetric along the width (checked).
+        The kernels of the network averaged over horizontal flips ``g`` of its input image,
+        ``(f(x) + f(g x)) / 2``: ``(k(x, x') + k(x, g x')) / 2`` for the NNGP and the NTK (the
+        stack commutes with the flip, so ``k(g x, g x') = k(x, x')``), at twice the cost
+        (``diag`` about three times). Predictions are then exactly invariant to flipping an
+        image. Needs image inputs and layers whose windows are mirror-symmetric along the width
+        (checked; a layer class of your own must say so in ``mirror_symmetric``).
 
     Returns
     -------
