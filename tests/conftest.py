@@ -46,6 +46,18 @@ def load_reference(path: Path) -> tuple[dict[str, np.ndarray], list[dict]]:
     return data, json.loads(str(data["meta_json"]))
 
 
+def lml_central_differences(model, theta: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Central differences of ``model.log_marginal_likelihood`` along each entry of ``theta``."""
+    steps = h * np.eye(len(theta))
+    return np.array(
+        [
+            (model.log_marginal_likelihood(theta + e) - model.log_marginal_likelihood(theta - e))
+            / (2 * h)
+            for e in steps
+        ]
+    )
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     path = shared_dir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import lml_central_differences
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 from sklearn.exceptions import ConvergenceWarning
@@ -66,18 +67,7 @@ def test_gradient_equals_central_differences(data, get, weighted):
     model = REGRESSORS[get](depth=3, alpha=0.05).fit(x, y, sample_weight=w)
     theta = np.log([1.4, 0.3, 0.03])
     value, grad = model.log_marginal_likelihood(theta, eval_gradient=True)
-    h = 1e-5
-    numeric = np.array(
-        [
-            (
-                model.log_marginal_likelihood(theta + h * e)
-                - model.log_marginal_likelihood(theta - h * e)
-            )
-            / (2 * h)
-            for e in np.eye(3)
-        ]
-    )
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+    np.testing.assert_allclose(grad, lml_central_differences(model, theta), rtol=1e-5)
     assert value == pytest.approx(model.log_marginal_likelihood(theta), rel=1e-12)
 
 
@@ -282,16 +272,7 @@ def test_input_scales_in_theta_equal_scipy_and_central_differences(data, get):
     expected = _scipy_lml(x * scales, model.y_fit_, get, 1.3, 0.4, 0.02, depth=2)
     value, grad = model.log_marginal_likelihood(theta, eval_gradient=True)
     np.testing.assert_allclose(value, expected, rtol=1e-10)
-    h = 1e-5
-    numeric = [
-        (
-            model.log_marginal_likelihood(theta + h * e)
-            - model.log_marginal_likelihood(theta - h * e)
-        )
-        / (2 * h)
-        for e in np.eye(6)
-    ]
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+    np.testing.assert_allclose(grad, lml_central_differences(model, theta), rtol=1e-5)
 
 
 def test_fixed_input_scale_equals_scaled_inputs(data):
