@@ -112,34 +112,34 @@ def input_state(x1: jax.Array, x2: jax.Array | None, layout, want_ntk: bool) -> 
     hp = jax.lax.Precision.HIGHEST
     fan_in = x1.shape[-1]
     scale = 1.0 / fan_in
-    if layout == "fc":
-        self1 = jnp.sum(x1 * x1, axis=-1) * scale
-        grid = None if x2 is None else jnp.matmul(x1, x2.T, precision=hp) * scale
-    elif layout == "diag":
-        self1 = jnp.sum(x1 * x1, axis=-1) * scale
-        grid = None if x2 is None else jnp.einsum("ihwc,jhwc->ijhw", x1, x2, precision=hp) * scale
-    elif is_band(layout):
-        radius = layout[1:]
-        self1 = _band_products(x1, x1, radius) * scale
-        grid = None if x2 is None else _band_products(x1, x2, radius, pairs=False) * scale
-    else:
-        self1 = jnp.einsum("iabc,idec->iabde", x1, x1, precision=hp) * scale
-        grid = None if x2 is None else jnp.einsum("iabc,jdec->ijabde", x1, x2, precision=hp) * scale
+    self1 = _self_products(x1, layout) * scale
     # Dot products of fan_in terms carry ~sqrt(fan_in) eps of relative rounding.
     rounding = 8.0 + 4.0 * fan_in**0.5
+    state_layout = "band" if is_band(layout) else layout
     if x2 is None:
         zeros = jnp.zeros_like(self1) if want_ntk else None
-        layout = "band" if is_band(layout) else layout
-        return KernelState(self1, zeros, None, None, layout, True, rounding)
-    if layout in ("fc", "diag"):
-        self2 = jnp.sum(x2 * x2, axis=-1) * scale
+        return KernelState(self1, zeros, None, None, state_layout, True, rounding)
+    if layout == "fc":
+        grid = jnp.matmul(x1, x2.T, precision=hp)
+    elif layout == "diag":
+        grid = jnp.einsum("ihwc,jhwc->ijhw", x1, x2, precision=hp)
     elif is_band(layout):
-        self2 = _band_products(x2, x2, layout[1:]) * scale
+        grid = _band_products(x1, x2, layout[1:], pairs=False)
     else:
-        self2 = jnp.einsum("iabc,idec->iabde", x2, x2, precision=hp) * scale
+        grid = jnp.einsum("iabc,jdec->ijabde", x1, x2, precision=hp)
+    grid = grid * scale
+    self2 = _self_products(x2, layout) * scale
     zeros = jnp.zeros_like(grid) if want_ntk else None
-    layout = "band" if is_band(layout) else layout
-    return KernelState(grid, zeros, self1, self2, layout, False, rounding)
+    return KernelState(grid, zeros, self1, self2, state_layout, False, rounding)
+
+
+def _self_products(x: jax.Array, layout) -> jax.Array:
+    """``Σ_c x[p, c] x[p', c]`` of each row with itself, in ``layout`` (see the module doc)."""
+    if layout in ("fc", "diag"):
+        return jnp.sum(x * x, axis=-1)
+    if is_band(layout):
+        return _band_products(x, x, layout[1:])
+    return jnp.einsum("iabc,idec->iabde", x, x, precision=jax.lax.Precision.HIGHEST)
 
 
 def _band_products(x1: jax.Array, x2: jax.Array, radius, pairs: bool = True) -> jax.Array:
