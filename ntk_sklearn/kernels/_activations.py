@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._validation import InvalidArgumentError
+from ntk_sklearn.kernels._arc_cosine import arc_cosine_terms
 from ntk_sklearn.kernels._quadrature import (
     quadrature_diag_expectations,
     quadrature_expectations,
@@ -82,16 +83,29 @@ class Nonlinearity:
 # --------------------------------------------------------------------------------------------
 
 
+@jax.custom_jvp
 def safe_sqrt(q: jax.Array) -> jax.Array:
-    """``sqrt(q)`` for ``q >= 0`` with derivative 0 (not inf) at ``q = 0``."""
-    positive = q > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, q, 1.0)), 0.0)
+    """``sqrt(q)`` for ``q >= 0`` with derivative 0 (not inf) at ``q = 0``.
+
+    The square root is the last operation (no select after it), so that XLA computes it once per
+    row instead of fusing the select, and whatever computed ``q``, into every pair of a tile.
+    """
+    return jnp.sqrt(jnp.maximum(q, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals, tangents):
+    (q,), (dq,) = primals, tangents
+    root = safe_sqrt(q)
+    return root, 0.5 * dq * inv_sqrt(q)
 
 
 def inv_sqrt(q: jax.Array) -> jax.Array:
-    """``1/sqrt(q)``, and 0 (with derivative 0) where ``q == 0``."""
-    positive = q > 0
-    return jnp.where(positive, jax.lax.rsqrt(jnp.where(positive, q, 1.0)), 0.0)
+    """``1/sqrt(q)``, and 0 (with derivative 0) where ``q <= 0``.
+
+    ``rsqrt(inf) = 0``; the reciprocal square root is the last operation (see :func:`safe_sqrt`).
+    """
+    return jax.lax.rsqrt(jnp.where(q > 0, q, jnp.inf))
 
 
 def correlation(q1: jax.Array, q2: jax.Array, c: jax.Array) -> jax.Array:
@@ -151,35 +165,44 @@ def _with_correlation(correlated: Expectations) -> Expectations:
 def _ab_relu(name: str, slope: float) -> Nonlinearity:
     """``σ(x) = x`` for ``x > 0`` and ``slope·x`` otherwise: relu (0), leaky relu, abs (-1).
 
-    Arc-cosine kernels (Cho & Saul 2009), with ``σ = relu(x) - slope·relu(-x)``:
+    Arc-cosine kernels (Cho & Saul 2009). With ``σ = ½(1 + s) x + ½(1 − s) |x|``, the Gaussian
+    expectations are ``T = sqrt(q1 q2)·J(ρ)`` and ``Tdot(ρ)``, where, in terms of ``u = |ρ|``,
+    ``θ = arccos u`` and ``g = sin θ − θ u`` (:func:`arc_cosine_terms`) and ``k = (1 − s)²/(2π)``:
 
-        A    = (1 + s²)(π - θ) + 2 s θ
-        T    = sqrt(q1 q2) / (2π) · ((1 - s)² sin θ + A cos θ)
-        Tdot = A / (2π)
+        ρ >= 0:  J = k g + ½(1 + s²) u      Tdot = ½(1 + s²) − k θ
+        ρ <  0:  J = k g − s u              Tdot = s + k θ
 
-    ``T = sqrt(q1 q2)·J(ρ)`` with ``J'(ρ) = Tdot`` (Price's theorem: ``∂T/∂c = Tdot``), which is
-    the derivative given to autodiff, and ``Tdot'(ρ) = (1 - s)² / (2π sin θ)``.
+    (the textbook ``J = (k sin θ' + A ρ)`` with ``A = ((1 + s²)(π − θ') + 2 s θ')/(2π)``,
+    ``θ' = arccos ρ``, rearranged so that no term cancels for relu and abs: ``J = k g`` for
+    ``ρ < 0`` tends to 0 like ``(1 + ρ)^{3/2}`` with full relative accuracy). ``J'(ρ) = Tdot``
+    (Price's theorem: ``∂T/∂c = Tdot``), which is the derivative given to autodiff, and
+    ``Tdot'(ρ) = k / sin θ``.
     """
     s = float(slope)
     kink = (1.0 - s) ** 2 / (2.0 * _PI)
+    even = 0.5 * (1.0 + s * s)
 
     def fn(x):
         return jnp.where(x > 0, x, s * x)
 
+    def values(rho):
+        u, theta, g = arc_cosine_terms(rho)
+        positive = rho >= 0
+        j = kink * g + jnp.where(positive, even, -s) * u
+        j_dot = jnp.where(positive, even - kink * theta, s + kink * theta)
+        return j, j_dot
+
     @jax.custom_jvp
     def j_and_j_dot(rho):
-        sin, theta = _sin_and_angle(rho)
-        j_dot = ((1.0 + s * s) * (_PI - theta) + 2.0 * s * theta) / (2.0 * _PI)
-        return kink * sin + j_dot * rho, j_dot
+        return values(rho)
 
     @j_and_j_dot.defjvp
     def _j_jvp(primals, tangents):
         (rho,), (drho,) = primals, tangents
-        sin, theta = _sin_and_angle(rho)
-        j_dot = ((1.0 + s * s) * (_PI - theta) + 2.0 * s * theta) / (2.0 * _PI)
-        out = (kink * sin + j_dot * rho, j_dot)
-        # J' = Jdot (Price), Jdot' = (1 - s)² / (2π sin θ).
-        return out, (j_dot * drho, kink * drho * _reciprocal(sin))
+        j, j_dot = values(rho)
+        sin = jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+        # J' = Tdot (Price), Tdot' = k / sin θ (0 at ρ = ±1, see arccos).
+        return (j, j_dot), (j_dot * drho, kink * drho * _reciprocal(sin))
 
     def correlated(q1, q2, rho):
         j, j_dot = j_and_j_dot(rho)
