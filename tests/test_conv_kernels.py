@@ -17,7 +17,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.gaussian_process.kernels import RBF
 
-from ntk_sklearn.architectures import make_stack
+from ntk_sklearn.architectures import make_stack, replace_stds
 from ntk_sklearn.kernels import (
     Activation,
     AvgPool,
@@ -35,6 +35,7 @@ from ntk_sklearn.kernels import (
     kernel_matrices,
     serial,
 )
+from ntk_sklearn.kernels import _serial as serial_module
 
 
 @pytest.fixture(autouse=True)
@@ -683,3 +684,41 @@ def test_repeated_layers_run_as_a_loop_equal_the_unrolled_stack(monkeypatch):
     for i, s in enumerate(stacks):
         unrolled = s(images if i == 2 else x)
         np.testing.assert_allclose(looped[i].ntk, unrolled.ntk, rtol=1e-12)
+
+
+DEEP_STACKS = {
+    "flatten": serial(*[Conv(w_std=1.4, b_std=0.1), Relu()] * 4, Flatten(), Dense(1.4, 0.1)),
+    "local": serial(*[Conv(w_std=1.4), Relu()] * 3, AvgPool((2, 2), (1, 1)), Flatten(), Dense()),
+    "fc": serial(*[Dense(1.3, 0.1), Erf()] * 5, Dense(1.3, 0.1)),
+}
+
+
+@pytest.mark.parametrize("name", list(DEEP_STACKS))
+def test_scanned_layers_equal_unrolled(name, monkeypatch):
+    """Repeated layers run in a loop whose carry packs the NTK into the NNGP's imaginary part
+    (``KernelState.pack``); unrolled, nothing is packed. Values, the diagonal and gradients
+    with respect to the stds and the inputs agree."""
+    stack = DEEP_STACKS[name]
+    shape = (6,) if name == "fc" else (5, 5, 2)
+    x = jnp.asarray(_images(4, seed=3, shape=shape))
+    x = jnp.concatenate([x, x[:1]])  # a duplicate row
+
+    def entries(w, x=x):
+        k = kernel_matrices(replace_stds(stack, w_std=w, b_std=0.2), x)
+        return jnp.concatenate([k.nngp.ravel(), k.ntk.ravel()])
+
+    def run():
+        grad_w = jax.grad(lambda w: entries(w).sum())(1.3)
+        grad_x = jax.grad(lambda z: entries(1.3, x=z).sum())(x)
+        return entries(1.3), stack.diag(np.asarray(x)), grad_w, grad_x
+
+    scanned = run()
+    monkeypatch.setattr(serial_module, "_MIN_SCAN_REPEATS", 10**6)
+    unrolled = run()
+    np.testing.assert_allclose(scanned[0], unrolled[0], rtol=1e-13)
+    for a, b in zip(scanned[1], unrolled[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+    np.testing.assert_allclose(scanned[2], unrolled[2], rtol=1e-12)
+    np.testing.assert_allclose(scanned[3], unrolled[3], rtol=1e-12, atol=1e-14)
+    fd = _central_difference(lambda s: float(entries(s).sum()), 1.3, 1e-5)
+    np.testing.assert_allclose(float(scanned[2]), fd, rtol=1e-6)

@@ -153,10 +153,14 @@ def _affine(state: KernelState, linear: Callable, w_std, b_std, rounding: float)
     """``Σ' = w² A(Σ) + b²``, ``Θ' = w² A(Θ) + Σ'`` on every covariance of the state."""
     w2, b2 = w_std**2, b_std**2
     nngp = w2 * linear(state.nngp) + b2
-    ntk = None if state.ntk is None else w2 * linear(state.ntk) + nngp
+    if state.ntk is None:
+        ntk = None
+    else:
+        ntk = nngp if state.ntk_zero else w2 * linear(state.ntk) + nngp
     return state.replace(
         nngp=nngp,
         ntk=ntk,
+        ntk_zero=False,
         cov1=None if state.cov1 is None else w2 * linear(state.cov1) + b2,
         cov2=None if state.cov2 is None else w2 * linear(state.cov2) + b2,
         rounding=state.rounding + rounding,

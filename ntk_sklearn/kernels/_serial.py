@@ -40,9 +40,10 @@ from ntk_sklearn.kernels._state import KernelState, input_state, is_band, pixel_
 #: Bytes of working memory a tile may use (covariances and temporaries).
 TILE_BYTES = 256 * 2**20
 #: Bytes of one carried covariance array of a spatial tile: small enough for the layers'
-#: elementwise passes to run in cache (16 rows of 32x32 images: 1 MiB in float32; measured
-#: 3.7x more pairs/s than 64 rows on 2 CPU cores, ``benchmarks/bench_conv.py``).
-SPATIAL_ARRAY_BYTES = 2**20
+#: elementwise passes to run in cache (32 rows of 32x32 images in float32, 22 in float64; on
+#: 2 CPU cores the 5-layer CNN's tiles ran 1.2x the pairs/s of 16 rows and 1.1x of 40 rows,
+#: and a local-pooling CNN's 1.5x of 5 rows, ``benchmarks/bench_conv.py``).
+SPATIAL_ARRAY_BYTES = 4 * 2**20
 #: Largest tile side.
 MAX_BLOCK_SIZE = 2048
 #: Most tiles along a side of the output when ``block_size`` is given.
@@ -489,9 +490,10 @@ def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> K
     group_layouts = layouts[start : start + period]
 
     def body(carry, group):
-        return _apply_group(group, group_layouts, carry), None
+        return _apply_group(group, group_layouts, carry.unpack()).pack(), None
 
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *groups)
+    state = state.pack()
     out = jax.eval_shape(lambda s, g: body(s, g)[0], state, groups[0])
     leaves_out, leaves_in = jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(state)
     same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(state) and all(
@@ -499,11 +501,12 @@ def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> K
         for a, b in zip(leaves_out, leaves_in, strict=True)
     )
     if not same:
+        state = state.unpack()
         for group in groups:
             state = _apply_group(group, group_layouts, state)
         return state
     state, _ = jax.lax.scan(body, state, stacked, length=count - 1)
-    return state
+    return state.unpack()
 
 
 def kernel_matrices(
@@ -533,13 +536,19 @@ def kernel_matrices(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("want_ntk",))
+#: XLA options of the compiled tiles. On CPUs with AVX-512, 512-bit vectors (XLA's CPU default
+#: is 256) gave the 5-layer CNN's tiles 1.16x the pairs/s (``benchmarks/bench_conv.py``); the
+#: option only states a preference, which other CPUs and other backends ignore.
+_TILE_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+
+
+@functools.partial(jax.jit, static_argnames=("want_ntk",), compiler_options=_TILE_OPTIONS)
 def _grid_tile(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool):
     state = _run(stack, x1, x2, want_ntk)
     return state.nngp, state.ntk
 
 
-@functools.partial(jax.jit, static_argnames=("want_ntk",))
+@functools.partial(jax.jit, static_argnames=("want_ntk",), compiler_options=_TILE_OPTIONS)
 def _diag_tile(stack: Serial, x: jax.Array, want_ntk: bool):
     state = _run(stack, x, None, want_ntk)
     return state.nngp, state.ntk
