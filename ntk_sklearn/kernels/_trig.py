@@ -1,8 +1,8 @@
 """Vectorisable inverse trigonometric functions, accurate to float64 rounding.
 
 XLA's CPU ``atan2``/``arccos``/``arcsin`` call scalar library routines (about 20 ns an entry
-here, ten times an ``exp``), and the arc-cosine kernels spend most of their time in them. These
-versions use only arithmetic and selects, which XLA fuses and vectorises (about 3 ns an entry),
+here, ten times an ``exp``). These versions, used by the arc-sine kernels (erf, gelu), ``sign``
+and quadrature, use only arithmetic and selects, which XLA vectorises (about 3 ns an entry),
 with Cephes' ``atan`` rational approximation (S. L. Moshier): relative error below 4e-16 in
 float64, below 3e-7 in float32 (checked against NumPy in ``tests/test_trig.py``).
 """
