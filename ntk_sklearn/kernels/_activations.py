@@ -122,8 +122,13 @@ def _sin_and_angle(rho: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     ``1 - ρ`` and ``1 + ρ`` are exact near ``ρ = ±1`` (Sterbenz), unlike ``1 - ρ²``.
     """
-    sin = jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+    sin = _sine(rho)
     return sin, angle(sin, rho)
+
+
+def _sine(rho: jax.Array) -> jax.Array:
+    """``sin θ = sqrt((1 - ρ)(1 + ρ))`` for ``θ = arccos ρ`` (see :func:`_sin_and_angle`)."""
+    return jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
 
 
 def _reciprocal(sin: jax.Array) -> jax.Array:
@@ -173,8 +178,8 @@ def _ab_relu(name: str, slope: float) -> Nonlinearity:
         ρ <  0:  J = k g − s u              Tdot = s + k θ
 
     (the textbook ``J = (k sin θ' + A ρ)`` with ``A = ((1 + s²)(π − θ') + 2 s θ')/(2π)``,
-    ``θ' = arccos ρ``, rearranged so that no term cancels for relu and abs: ``J = k g`` for
-    ``ρ < 0`` tends to 0 like ``(1 + ρ)^{3/2}`` with full relative accuracy). ``J'(ρ) = Tdot``
+    ``θ' = arccos ρ``, rearranged so that no term cancels for relu and abs: relu's ``J = k g``
+    for ``ρ < 0`` tends to 0 like ``(1 + ρ)^{3/2}`` with full relative accuracy). ``J'(ρ) = Tdot``
     (Price's theorem: ``∂T/∂c = Tdot``), which is the derivative given to autodiff, and
     ``Tdot'(ρ) = k / sin θ``.
     """
@@ -199,10 +204,10 @@ def _ab_relu(name: str, slope: float) -> Nonlinearity:
     @j_and_j_dot.defjvp
     def _j_jvp(primals, tangents):
         (rho,), (drho,) = primals, tangents
-        j, j_dot = values(rho)
-        sin = jnp.sqrt(jnp.maximum((1.0 - rho) * (1.0 + rho), 0.0))
+        # Through j_and_j_dot itself, so that second derivatives also follow these rules.
+        j, j_dot = j_and_j_dot(rho)
         # J' = Tdot (Price), Tdot' = k / sin θ (0 at ρ = ±1, see arccos).
-        return (j, j_dot), (j_dot * drho, kink * drho * _reciprocal(sin))
+        return (j, j_dot), (j_dot * drho, kink * drho * _reciprocal(_sine(rho)))
 
     def correlated(q1, q2, rho):
         j, j_dot = j_and_j_dot(rho)
@@ -210,8 +215,7 @@ def _ab_relu(name: str, slope: float) -> Nonlinearity:
 
     def diag(q):
         # θ = 0 exactly: T = (1 + s²) q / 2, Tdot = (1 + s²) / 2.
-        half = 0.5 * (1.0 + s * s)
-        return half * q, jnp.full_like(q, half)
+        return even * q, jnp.full_like(q, even)
 
     return Nonlinearity(name, fn, _with_correlation(correlated), diag, correlated=correlated)
 

@@ -39,10 +39,11 @@ from ntk_sklearn.kernels._state import KernelState, input_state, is_band, pixel_
 
 #: Bytes of working memory a tile may use (covariances and temporaries).
 TILE_BYTES = 256 * 2**20
-#: Bytes of one carried covariance array of a spatial tile: small enough for the layers'
-#: elementwise passes to run in cache (32 rows of 32x32 images in float32, 22 in float64; on
-#: 2 CPU cores the 5-layer CNN's tiles ran 1.2x the pairs/s of 16 rows and 1.1x of 40 rows,
-#: and a local-pooling CNN's 1.5x of 5 rows, ``benchmarks/bench_conv.py``).
+#: Bytes of one real covariance array of a spatial tile (a packed loop carry is twice that):
+#: small enough for the layers' elementwise passes to run in cache (32 rows of 32x32 images in
+#: float32, 22 in float64; on 2 CPU cores the 5-layer CNN's 32-row tiles ran 1.1x the pairs/s
+#: of 16 rows and of 40 rows, and a local-pooling CNN's 1.5x of 5 rows,
+#: ``benchmarks/bench_conv.py``).
 SPATIAL_ARRAY_BYTES = 4 * 2**20
 #: Largest tile side.
 MAX_BLOCK_SIZE = 2048

@@ -15,7 +15,8 @@ names a band layout with its radius, ``("band", rh, rw)``. For the diagonal of a
 ``cov1 = cov2 = None``.
 
 ``ntk_zero`` (static) says that ``ntk`` is the inputs' NTK, exactly 0: a weight layer then sets
-``Θ' = Σ'`` without transforming the zeros.
+``Θ' = Σ'`` without transforming the zeros. :meth:`KernelState.replace` with a new ``ntk``
+clears it, so a layer that changes the NTK cannot leave it set by mistake.
 
 ``rounding`` (static) bounds the relative rounding error of the correlations
 ``ρ = Σ(x1, x2)/sqrt(Σ(x1, x1) Σ(x2, x2))`` in units of machine epsilon: activations snap ``ρ``
@@ -47,6 +48,9 @@ class KernelState:
     ntk_zero: bool = dataclasses.field(default=False, metadata={"static": True})
 
     def replace(self, **changes) -> KernelState:
+        """A copy with ``changes``; a new ``ntk`` is not known to be zero unless said so."""
+        if "ntk" in changes and changes["ntk"] is not self.ntk:
+            changes.setdefault("ntk_zero", False)
         return dataclasses.replace(self, **changes)
 
     def map_linear(self, fn) -> KernelState:
