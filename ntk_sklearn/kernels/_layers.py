@@ -160,7 +160,6 @@ def _affine(state: KernelState, linear: Callable, w_std, b_std, rounding: float)
     return state.replace(
         nngp=nngp,
         ntk=ntk,
-        ntk_zero=False,
         cov1=None if state.cov1 is None else w2 * linear(state.cov1) + b2,
         cov2=None if state.cov2 is None else w2 * linear(state.cov2) + b2,
         rounding=state.rounding + rounding,
