@@ -23,7 +23,8 @@ where the time goes; and a ``GlobalAvgPool`` stack ``[Conv, Relu] * 2 + [GlobalA
 pairs of 16x16 (2x2-average-pooled) images (``--pool-n``); and the 5-layer CNN read out by local
 average pooling ``AvgPool((w, w), strides=(1, 1))`` then ``Flatten`` (w = 2, 3: the pixel pairs
 up to ``w − 1`` apart, a band of ``(2w − 1)²`` offsets) on ``--local-n`` x ``--local-n`` pairs,
-as a ratio to the Flatten CNN's time on the same pairs in the same run.
+as a ratio to the Flatten CNN's time on the same pairs in the same run; and the Flatten CNN at
+depths 1, 2, 3 and 5 on the same pairs (two repeated layers already run as a loop).
 
 The machine is shared: every measurement runs ``--repeats`` times (best kept) and is printed
 with the 1-minute load average (``os.getloadavg``) next to it. Compilation is timed separately
@@ -347,12 +348,14 @@ def main() -> None:
         metavar=("N32", "N16"),
         help="rows per side of the pool stack on 32x32 and on 16x16 images",
     )
-    parser.add_argument("--local-n", type=int, default=128, help="rows per side, local pooling")
+    parser.add_argument(
+        "--local-n", type=int, default=128, help="rows per side, local pooling and depths"
+    )
     parser.add_argument(
         "--skip",
         nargs="*",
         default=[],
-        choices=["main", "sweep", "ablation", "pool", "local"],
+        choices=["main", "sweep", "ablation", "pool", "local", "depth"],
         help="parts to skip",
     )
     parser.add_argument("--json", help="also write the results to this file")
@@ -504,6 +507,22 @@ def run(args) -> None:
                 flush=True,
             )
         results["local"] = local
+
+    if "depth" not in args.skip:
+        n = max(args.local_n // scale, 2)
+        x1, x2 = test[:n], train[:n]
+        depths = []
+        for depth in (1, 2, 3, 5):
+            stack = flatten_cnn(depth=depth)
+            stack(x1, x2)  # compile
+            r = best_of(lambda stack=stack: stack(x1, x2), args.repeats)
+            depths.append({"depth": depth, "pairs_per_s": n * n / r["seconds"], "load": r["load"]})
+            print(
+                f"Flatten CNN of depth {depth}, {n}x{n} pairs: {n * n / r['seconds']:.0f} "
+                f"pairs/s, load {r['load']:.2f}",
+                flush=True,
+            )
+        results["depth"] = depths
 
     if args.json:
         with open(args.json, "w") as f:

@@ -680,6 +680,7 @@ def test_repeated_layers_run_as_a_loop_equal_the_unrolled_stack(monkeypatch):
     images = np.random.default_rng(8).normal(size=(3, 5, 5, 2))
     looped = [s(images if i == 2 else x) for i, s in enumerate(stacks)]
     monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS", 10**6)
+    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
     jax.clear_caches()
     for i, s in enumerate(stacks):
         unrolled = s(images if i == 2 else x)
@@ -690,14 +691,18 @@ DEEP_STACKS = {
     "flatten": serial(*[Conv(w_std=1.4, b_std=0.1), Relu()] * 4, Flatten(), Dense(1.4, 0.1)),
     "local": serial(*[Conv(w_std=1.4), Relu()] * 3, AvgPool((2, 2), (1, 1)), Flatten(), Dense()),
     "fc": serial(*[Dense(1.3, 0.1), Erf()] * 5, Dense(1.3, 0.1)),
+    # Two repeats loop on images: the first group in the loop too, from the inputs' zero NTK.
+    "two": serial(*[Conv(w_std=1.4, b_std=0.1), Relu()] * 2, Flatten(), Dense(1.4, 0.1)),
+    "two-gap": serial(*[Conv(w_std=1.4), Erf()] * 2, GlobalAvgPool(), Dense(1.4)),
 }
 
 
 @pytest.mark.parametrize("name", list(DEEP_STACKS))
 def test_scanned_layers_equal_unrolled(name, monkeypatch):
     """Repeated layers run in a loop whose carry packs the NTK into the NNGP's imaginary part
-    (``KernelState.pack``); unrolled, nothing is packed. Values, the diagonal and gradients
-    with respect to the stds and the inputs agree."""
+    (``KernelState.pack``) and holds the largest rounding bound of its layers; unrolled,
+    nothing is packed. Values, the diagonal and gradients with respect to the stds and the
+    inputs agree."""
     stack = DEEP_STACKS[name]
     shape = (6,) if name == "fc" else (5, 5, 2)
     x = jnp.asarray(_images(4, seed=3, shape=shape))
@@ -714,6 +719,7 @@ def test_scanned_layers_equal_unrolled(name, monkeypatch):
 
     scanned = run()
     monkeypatch.setattr(serial_module, "_MIN_SCAN_REPEATS", 10**6)
+    monkeypatch.setattr(serial_module, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
     jax.clear_caches()  # the jitted diag tiles were traced with the scan
     unrolled = run()
     jax.clear_caches()
@@ -724,3 +730,35 @@ def test_scanned_layers_equal_unrolled(name, monkeypatch):
     np.testing.assert_allclose(scanned[3], unrolled[3], rtol=1e-12, atol=1e-14)
     fd = _central_difference(lambda s: float(entries(s).sum()), 1.3, 1e-5)
     np.testing.assert_allclose(float(scanned[2]), fd, rtol=1e-6)
+
+
+def test_two_repeats_loop_on_images_only():
+    """Two repeated groups run as a loop on images (unrolled, XLA fuses the second convolution
+    into the first activation and recomputes it per filter tap); vectors stay unrolled."""
+
+    def loops(stack, shape):
+        x = jnp.zeros((2, *shape))
+        return "scan" in str(jax.make_jaxpr(lambda a: kernel_matrices(stack, a))(x))
+
+    assert loops(DEEP_STACKS["two"], (5, 5, 2))
+    assert not loops(serial(*[Dense(1.3), Relu()] * 2, Dense(1.3)), (6,))
+
+
+def test_image_tiles_without_a_known_compile_option(monkeypatch):
+    """The extra XLA option of image tiles is probed: where the installed jaxlib does not know
+    it, the tiles compile without it and give the same kernels."""
+    stack = DEEP_STACKS["two"]
+    x = _images(4, seed=5)
+    expected = kernel_matrices(stack, jnp.asarray(x))
+    monkeypatch.setattr(serial_module, "_XLA_LOOP_OPTIONS", {"xla_cpu_no_such_option": True})
+    serial_module._tile_options.cache_clear()
+    serial_module._compiled.cache_clear()
+    try:
+        assert serial_module._xla_loops(stack, x.shape[1:])
+        assert "xla_cpu_no_such_option" not in serial_module._tile_options(True)
+        got = stack(x)
+    finally:
+        serial_module._tile_options.cache_clear()
+        serial_module._compiled.cache_clear()
+    np.testing.assert_allclose(got.nngp, expected.nngp, rtol=1e-13)
+    np.testing.assert_allclose(got.ntk, expected.ntk, rtol=1e-13)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +117,11 @@ def _padding(value) -> str:
 
 class Layer:
     """Base of the layers: ``apply(state) -> state`` and a static shape check."""
+
+    #: Whether ``apply`` maps every covariance of the state by one linear map
+    #: (``state.map_linear``), so that it may also be given a state whose NTK is packed into
+    #: the NNGP's imaginary part (:meth:`KernelState.pack`), as loops over layers leave it.
+    packable: ClassVar[bool] = False
 
     def output_shape(self, shape: Shape) -> Shape:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -273,6 +279,8 @@ class AvgPool(Layer):
     padding : {"VALID", "SAME"}, default="VALID"
     """
 
+    packable = True
+
     window_shape: tuple[int, int] = (2, 2)
     strides: tuple[int, int] | None = None
     padding: str = "VALID"
@@ -311,6 +319,8 @@ class AvgPool(Layer):
 class GlobalAvgPool(Layer):
     """Mean over all pixels: ``Σ' = mean_{p, p'} Σ[p, p']``; images become vectors."""
 
+    packable = True
+
     def output_shape(self, shape: Shape) -> Shape:
         self._needs_images(shape)
         return None
@@ -328,6 +338,8 @@ class GlobalAvgPool(Layer):
 @_layer()
 class Flatten(Layer):
     """Images to vectors: ``Σ' = mean_p Σ[p, p]`` (a following ``Dense`` has fan-in H·W·C)."""
+
+    packable = True
 
     def output_shape(self, shape: Shape) -> Shape:
         self._needs_images(shape)

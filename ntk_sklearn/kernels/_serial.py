@@ -216,9 +216,10 @@ class Serial:
         blocks2 = blocks1 if symmetric else _tiling.row_blocks(x2, block)
         index = list(_tiling.tile_pairs(len(blocks1), len(blocks2), symmetric))
         want_ntk = "ntk" in names
+        xla_loops = _xla_loops(self, x1.shape[1:])
 
         def compute(a, b):
-            return _grid_tile(self, a, b, want_ntk)
+            return _grid_tile(self, a, b, want_ntk, xla_loops)
 
         def store(k: int, result) -> None:
             i, j = index[k]
@@ -250,6 +251,7 @@ class Serial:
         block = self._block_size(x.shape[1:], dtype, None, want_ntk) ** 2
         out = {name: np.empty(x.shape[0], dtype) for name in names}
         parts = _tiling.row_blocks(x, min(block, 65536))
+        xla_loops = _xla_loops(self, x.shape[1:])
 
         def store(k: int, result) -> None:
             rows = parts[k].rows
@@ -260,7 +262,7 @@ class Serial:
                     out[name][rows] = values
 
         _tiling.run_tiles(
-            [(p, None) for p in parts], lambda a, _: _diag_tile(self, a, want_ntk), store
+            [(p, None) for p in parts], lambda a, _: _diag_tile(self, a, want_ntk, xla_loops), store
         )
         return out[names[0]] if single else KernelMatrices(out.get("nngp"), out.get("ntk"))
 
@@ -427,24 +429,33 @@ def _propagate(stack: Serial, x1, x2, want_ntk: bool, layouts) -> KernelState:
     while i < len(layers):
         period, count = _repeat_at(layers, layouts, i)
         if count >= _MIN_SCAN_REPEATS:
+            # The first group unrolled: it may take the inputs' zero NTK (``ntk_zero``), which
+            # the loop's carry does not.
             state = _apply_group(layers[i : i + period], layouts[i : i + period], state)
+            state = _scan_groups(layers, layouts, i + period, period, count - 1, state)
+            i += period * count
+        elif count > 1:
             state = _scan_groups(layers, layouts, i, period, count, state)
             i += period * count
         else:
             state = _apply_group(layers[i : i + 1], layouts[i : i + 1], state)
             i += 1
-    return state
+    return state.unpack()
 
 
 #: Repeats of a group of layers from which the group is run by ``lax.scan``: compile time then
 #: stays flat in the depth (a depth-100 fully-connected stack is one loop, not 200 layers).
 _MIN_SCAN_REPEATS = 3
+#: The same on images, where two repeats loop too: unrolled, XLA fuses the second group's
+#: convolution into the first's activation and recomputes it for every filter tap and for each
+#: kernel (the 2-layer CNN: 3.6x the time of the loop, whose boundary stores each layer once).
+_MIN_SCAN_REPEATS_IMAGES = 2
 
 
 def _apply_group(layers, layouts, state: KernelState) -> KernelState:
     for layer, layout in zip(layers, layouts, strict=True):
         state = _narrow(state, layout)
-        state = layer.apply(state)
+        state = layer.apply(state if layer.packable else state.unpack())
     return state
 
 
@@ -461,11 +472,13 @@ def _narrow(state: KernelState, layout) -> KernelState:
 
 
 def _repeat_at(layers, layouts, start: int) -> tuple[int, int]:
-    """The period and count of the longest run of identical layer groups starting at ``start``.
+    """The period and count of the longest run of identical layer groups starting at ``start``
+    that is run as a loop (``(1, 1)`` if none).
 
     Groups are identical when their layers differ at most in hyperparameter values (the pytree
     leaves) and have the same input layouts.
     """
+    fewest = _MIN_SCAN_REPEATS if layouts[start] == "fc" else _MIN_SCAN_REPEATS_IMAGES
     best = (1, 1)
     for period in (1, 2, 3, 4):
         first = jax.tree_util.tree_structure(layers[start : start + period])
@@ -477,24 +490,33 @@ def _repeat_at(layers, layouts, start: int) -> tuple[int, int]:
             if jax.tree_util.tree_structure(group) != first or layouts[lo : lo + period] != key:
                 break
             count += 1
-        if period * count > best[0] * best[1] and count >= _MIN_SCAN_REPEATS:
+        if period * count > best[0] * best[1] and count >= fewest:
             best = (period, count)
     return best
 
 
 def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> KernelState:
-    """Apply repeats ``2 … count`` of the group at ``start`` by ``lax.scan`` over their leaves.
+    """Apply the ``count`` groups of ``period`` layers at ``start`` by ``lax.scan`` over their
+    leaves; the result is packed (:meth:`KernelState.pack`).
 
-    Falls back to unrolling when a group changes the state's shapes (e.g. VALID convolutions).
+    The carry must keep its structure: an input NTK known to be zero is stored as zeros, and
+    the carry's rounding bound is the larger of the groups' input and output bounds. Falls back
+    to unrolling when a group changes the state's shapes (e.g. VALID convolutions).
     """
-    groups = [layers[start + j * period : start + (j + 1) * period] for j in range(1, count)]
+    groups = [layers[start + j * period : start + (j + 1) * period] for j in range(count)]
     group_layouts = layouts[start : start + period]
 
-    def body(carry, group):
-        return _apply_group(group, group_layouts, carry.unpack()).pack(), None
+    def apply(carry, group):
+        return _apply_group(group, group_layouts, carry.unpack()).pack()
 
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *groups)
-    state = state.pack()
+    state = dataclasses.replace(state.pack(), ntk_zero=False)
+    bound = max(state.rounding, jax.eval_shape(apply, state, groups[0]).rounding)
+    state = dataclasses.replace(state, rounding=bound)
+
+    def body(carry, group):
+        out = apply(carry, group)
+        return dataclasses.replace(out, rounding=max(out.rounding, bound)), None
+
     out = jax.eval_shape(lambda s, g: body(s, g)[0], state, groups[0])
     leaves_out, leaves_in = jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(state)
     same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(state) and all(
@@ -506,8 +528,11 @@ def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> K
         for group in groups:
             state = _apply_group(group, group_layouts, state)
         return state
-    state, _ = jax.lax.scan(body, state, stacked, length=count - 1)
-    return state.unpack()
+    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *groups)
+    state, _ = jax.lax.scan(body, state, stacked, length=count)
+    # Left packed: a linear readout then reduces both kernels in one pass (Flatten after the
+    # 5-layer CNN: 1.03x the pairs/s of reducing the real and imaginary parts apart).
+    return state
 
 
 def kernel_matrices(
@@ -541,15 +566,52 @@ def kernel_matrices(
 #: is 256) gave the 5-layer CNN's tiles 1.16x the pairs/s (``benchmarks/bench_conv.py``); the
 #: option only states a preference, which other CPUs and other backends ignore.
 _TILE_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
+#: Options of the tiles of :func:`_xla_loops` stacks, where the installed jaxlib knows them: no
+#: YNNPACK fusions. XLA's CPU backend hands reductions to YNNPACK together with the elementwise
+#: work that feeds them, which YNNPACK then runs several times slower than XLA's own fused loop
+#: (a ``Flatten`` readout after 1 convolutional layer: 5.3x the tile time, after local pooling
+#: of 3x3 windows: 1.3x; ``benchmarks/bench_conv.py``).
+_XLA_LOOP_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-@functools.partial(jax.jit, static_argnames=("want_ntk",), compiler_options=_TILE_OPTIONS)
-def _grid_tile(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool):
+def _xla_loops(stack: Serial, row_shape: tuple[int, ...]) -> bool:
+    """Whether the tiles of ``stack`` on rows of ``row_shape`` compile without YNNPACK: images
+    whose covariances are same-pixel or bands. Vectors (matrix products) and all pixel pairs
+    (their products of the input images; 1.2x the pairs/s of global pooling) keep it."""
+    return len(row_shape) == 3 and "full" not in stack.layouts(row_shape)
+
+
+@functools.cache
+def _tile_options(xla_loops: bool) -> dict:
+    options = dict(_TILE_OPTIONS)
+    if xla_loops:
+        try:
+            jax.jit(lambda x: x + 1, compiler_options=_XLA_LOOP_OPTIONS).lower(1.0).compile()
+            options.update(_XLA_LOOP_OPTIONS)
+        except jax.errors.JaxRuntimeError:  # "No such compile option" (an older jaxlib)
+            pass
+    return options
+
+
+@functools.cache
+def _compiled(fn, xla_loops: bool):
+    """``fn`` jit-compiled with the tile options (:func:`_xla_loops`)."""
+    return jax.jit(fn, static_argnames=("want_ntk",), compiler_options=_tile_options(xla_loops))
+
+
+def _grid_tile(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool, xla_loops: bool):
+    return _compiled(_grid_kernels, xla_loops)(stack, x1, x2, want_ntk=want_ntk)
+
+
+def _diag_tile(stack: Serial, x: jax.Array, want_ntk: bool, xla_loops: bool):
+    return _compiled(_diag_kernels, xla_loops)(stack, x, want_ntk=want_ntk)
+
+
+def _grid_kernels(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool):
     state = _run(stack, x1, x2, want_ntk)
     return state.nngp, state.ntk
 
 
-@functools.partial(jax.jit, static_argnames=("want_ntk",), compiler_options=_TILE_OPTIONS)
-def _diag_tile(stack: Serial, x: jax.Array, want_ntk: bool):
+def _diag_kernels(stack: Serial, x: jax.Array, want_ntk: bool):
     state = _run(stack, x, None, want_ntk)
     return state.nngp, state.ntk
