@@ -588,8 +588,8 @@ def _tile_options(xla_loops: bool) -> dict:
         try:
             jax.jit(lambda x: x + 1, compiler_options=_XLA_LOOP_OPTIONS).lower(1.0).compile()
             options.update(_XLA_LOOP_OPTIONS)
-        except jax.errors.JaxRuntimeError:  # "No such compile option" (an older jaxlib)
-            pass
+        except (jax.errors.JaxRuntimeError, TypeError, ValueError):
+            pass  # "No such compile option" (another jaxlib): compile without it
     return options
 
 
