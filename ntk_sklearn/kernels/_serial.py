@@ -577,7 +577,7 @@ _XLA_LOOP_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 def _xla_loops(stack: Serial, row_shape: tuple[int, ...]) -> bool:
     """Whether the tiles of ``stack`` on rows of ``row_shape`` compile without YNNPACK: images
     whose covariances are same-pixel or bands. Vectors (matrix products) and all pixel pairs
-    (their products of the input images; 1.2x the pairs/s of global pooling) keep it."""
+    (their products of the input images; 1.15x the pairs/s of global pooling) keep it."""
     return len(row_shape) == 3 and "full" not in stack.layouts(row_shape)
 
 
