@@ -35,7 +35,6 @@ from ntk_sklearn.kernels import (
     kernel_matrices,
     serial,
 )
-from ntk_sklearn.kernels import _serial as serial_module
 
 
 @pytest.fixture(autouse=True)
@@ -694,6 +693,8 @@ DEEP_STACKS = {
     # Two repeats loop on images: the first group in the loop too, from the inputs' zero NTK.
     "two": serial(*[Conv(w_std=1.4, b_std=0.1), Relu()] * 2, Flatten(), Dense(1.4, 0.1)),
     "two-gap": serial(*[Conv(w_std=1.4), Erf()] * 2, GlobalAvgPool(), Dense(1.4)),
+    # Shapes change from group to group: unrolled from the state as given.
+    "two-valid": serial(*[Conv(padding="VALID", w_std=1.4), Relu()] * 2, Flatten(), Dense()),
 }
 
 
@@ -718,8 +719,8 @@ def test_scanned_layers_equal_unrolled(name, monkeypatch):
         return entries(1.3), stack.diag(np.asarray(x)), grad_w, grad_x
 
     scanned = run()
-    monkeypatch.setattr(serial_module, "_MIN_SCAN_REPEATS", 10**6)
-    monkeypatch.setattr(serial_module, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
+    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS", 10**6)
+    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
     jax.clear_caches()  # the jitted diag tiles were traced with the scan
     unrolled = run()
     jax.clear_caches()
@@ -750,15 +751,15 @@ def test_image_tiles_without_a_known_compile_option(monkeypatch):
     stack = DEEP_STACKS["two"]
     x = _images(4, seed=5)
     expected = kernel_matrices(stack, jnp.asarray(x))
-    monkeypatch.setattr(serial_module, "_XLA_LOOP_OPTIONS", {"xla_cpu_no_such_option": True})
-    serial_module._tile_options.cache_clear()
-    serial_module._compiled.cache_clear()
+    monkeypatch.setattr(_serial, "_XLA_LOOP_OPTIONS", {"xla_cpu_no_such_option": True})
+    _serial._tile_options.cache_clear()
+    _serial._compiled.cache_clear()
     try:
-        assert serial_module._xla_loops(stack, x.shape[1:])
-        assert "xla_cpu_no_such_option" not in serial_module._tile_options(True)
+        assert _serial._xla_loops(stack, x.shape[1:])
+        assert "xla_cpu_no_such_option" not in _serial._tile_options(True)
         got = stack(x)
     finally:
-        serial_module._tile_options.cache_clear()
-        serial_module._compiled.cache_clear()
+        _serial._tile_options.cache_clear()
+        _serial._compiled.cache_clear()
     np.testing.assert_allclose(got.nngp, expected.nngp, rtol=1e-13)
     np.testing.assert_allclose(got.ntk, expected.ntk, rtol=1e-13)

@@ -509,6 +509,7 @@ def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> K
     def apply(carry, group):
         return _apply_group(group, group_layouts, carry.unpack()).pack()
 
+    given = state
     state = dataclasses.replace(state.pack(), ntk_zero=False)
     bound = max(state.rounding, jax.eval_shape(apply, state, groups[0]).rounding)
     state = dataclasses.replace(state, rounding=bound)
@@ -524,7 +525,8 @@ def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> K
         for a, b in zip(leaves_out, leaves_in, strict=True)
     )
     if not same:
-        state = state.unpack()
+        # Unrolled from the state as given (its zero NTK and rounding bound as they were).
+        state = given
         for group in groups:
             state = _apply_group(group, group_layouts, state)
         return state
