@@ -135,7 +135,7 @@ class NeuralKernelBase(BaseEstimator):
         "b_std": [Interval(Real, 0, None, closed="left")],
         "negative_slope": [Interval(Real, -_MAX_SLOPE, _MAX_SLOPE, closed="both")],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "t": [Interval(Real, 0, None, closed="left"), None],
+        "t": [Interval(Real, 0, None, closed="both"), None],  # inf: converged, as None
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         # Also NumPy's float32/float64 types and dtypes: normalised by ``_resolved_params``.
         "dtype": [StrOptions({"float64", "float32"})],
@@ -172,6 +172,8 @@ class NeuralKernelBase(BaseEstimator):
         for name in _INT_PARAMS:
             params[name] = _python_number(params[name], "iu")
         params["dtype"] = _dtype_name(params["dtype"])
+        if isinstance(params["t"], Real) and params["t"] == np.inf:
+            params["t"] = None  # the converged limit, as predict_trajectory takes it
         return params
 
     def _validate_params(self) -> None:
@@ -377,7 +379,13 @@ class NeuralKernelBase(BaseEstimator):
         p = self._hyper
         if p["input_scale"] is None:  # a pair of bounds: the scales enter theta, from 1
             return np.ones(n_features) if p["input_scale_bounds"] != "fixed" else None
-        scale = np.asarray(p["input_scale"], dtype=np.float64)
+        scale = np.asarray(p["input_scale"])
+        if scale.dtype.kind not in "iuf":  # strings ("2") are not numbers here
+            raise ValueError(
+                "input_scale must be a positive number or a vector of positive numbers (one per "
+                f"feature of X); got {p['input_scale']!r} of dtype {scale.dtype}."
+            )
+        scale = scale.astype(np.float64)
         if scale.ndim == 0:
             scale = np.full(n_features, float(scale))
         if scale.shape != (n_features,) or not (np.isfinite(scale).all() and (scale > 0).all()):
@@ -765,9 +773,12 @@ class NeuralKernelBase(BaseEstimator):
         scale = mean_diag if mean_diag > 0 else 1.0
 
         def factor(jitter: float):
-            chol = dynamics.cholesky(dynamics.add_diagonal(k, jitter) if jitter else k)
-            pivots = jnp.diag(chol) ** 2
-            ok = bool(jnp.all(jnp.isfinite(chol))) and float(jnp.min(pivots)) >= n * eps * scale
+            # A failed factorization is NaN by design: not the error of a user's jax_debug_nans.
+            with jax.debug_nans(False), jax.debug_infs(False):
+                chol = dynamics.cholesky(dynamics.add_diagonal(k, jitter) if jitter else k)
+                pivots = jnp.diag(chol) ** 2
+                ok = bool(jnp.all(jnp.isfinite(chol)))
+                ok = ok and float(jnp.min(pivots)) >= n * eps * scale
             return chol, ok
 
         chol, ok = factor(0.0)

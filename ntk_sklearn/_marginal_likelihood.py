@@ -268,7 +268,9 @@ class Evidence:
 
     def __call__(self, theta: np.ndarray, eval_gradient: bool = False):
         """``(value, gradient)``; :class:`SingularKernelError` where the Cholesky fails."""
-        with jax.enable_x64(True):
+        # A singular kernel gives NaN by design (SingularKernelError below), also under a
+        # user's jax_debug_nans; the user's settings are restored on leaving.
+        with jax.enable_x64(True), jax.debug_nans(False), jax.debug_infs(False):
             value, grad, pivot = _lml(
                 jnp.asarray(theta, jnp.float64),
                 self.hyper.values,

@@ -109,6 +109,16 @@ def _shapes(params: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+#: Errors of a model that cannot be traced (Python control flow or conversions on traced values).
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.UnexpectedTracerError,
+)
+
+
 def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> Any:
     """``jax.eval_shape`` of ``apply_fn(params, x[:1])``: the output shape and dtype of one row.
 
@@ -118,6 +128,15 @@ def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> An
     row = jax.ShapeDtypeStruct((1,) + x.shape[1:], jax.dtypes.canonicalize_dtype(x.dtype))
     try:
         out = jax.eval_shape(apply_fn, params, row)
+    except _TRACER_ERRORS as exc:  # the model is not traceable: its shape is not the problem
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(
+            f"apply_fn(params, x) cannot be traced by JAX: {type(exc).__name__}: "
+            f"{message.rstrip('.')}. The kernels differentiate and compile apply_fn, so it must "
+            "not use the values of its inputs or params in Python control flow or conversions "
+            "(if/while on an array, float(x), int(x), np.asarray(x)): use jnp.where, "
+            "jax.lax.cond or jax.lax.while_loop, and jnp instead of np functions."
+        ) from exc
     except Exception as exc:  # any failure of the user's model: re-raised with what to change
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(

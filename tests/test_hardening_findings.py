@@ -1,0 +1,183 @@
+"""Issue 23's findings on the estimators, solvers and user models: each with the message or the
+result it must give (the kernel-side findings are tested with the kernels)."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKClassifier, NTKRegressor
+from ntk_sklearn.solvers import CGSolver
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3))
+    return x, np.sin(x[:, 0]) + 0.3 * x[:, 1]
+
+
+def _duplicated(x, y):
+    """Every row twice, with opposite targets: no interpolant exists at alpha=0."""
+    return np.vstack([x, x]), np.concatenate([y, -y])
+
+
+# -- CG on an inconsistent singular system: its best iterate, not a divergent one ------------
+
+
+def test_cg_returns_its_best_iterate_on_an_inconsistent_singular_system():
+    # K = [[1, 1], [1, 1]] ⊗ A, b = [v, -v]: b is in K's null space, so every CG step only adds
+    # error; the least-squares solution is x = 0 (residual ‖b‖).
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(6, 6))
+    a = a @ a.T
+    k = np.block([[a, a], [a, a]])
+    v = rng.normal(size=6)
+    b = np.concatenate([v, -v])
+    with pytest.warns(ConvergenceWarning, match="made no progress.*duplicate samples"):
+        x = CGSolver(rank=0, max_iter=30).fit(k).apply(b)
+    assert np.linalg.norm(k @ x - b) <= np.linalg.norm(b) * (1 + 1e-12)
+
+
+def test_cg_estimator_on_duplicates_with_inconsistent_targets_stays_bounded(data):
+    x, y = data
+    xd, yd = _duplicated(x, y)
+    with pytest.warns(ConvergenceWarning, match="made no progress"):
+        model = NTKRegressor(alpha=0, solver="cg").fit(xd, yd)
+    # The least-squares answer: the mean of +y and -y, i.e. 0 (it was ±1e4 to ±1e8).
+    np.testing.assert_allclose(model.predict(x), 0.0, atol=1e-6)
+
+
+def test_cg_best_iterate_keeps_the_solution_on_a_regular_system():
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(50, 4))
+    k = np.exp(-0.5 * ((z[:, None] - z[None]) ** 2).sum(-1)) + 0.1 * np.eye(50)
+    b = rng.normal(size=(50, 2))
+    x = CGSolver(tol=1e-10, rank=5).fit(k).apply(b)
+    np.testing.assert_allclose(x, np.linalg.solve(k, b), rtol=1e-7, atol=1e-8)
+
+
+# -- classifiers at alpha=0: no spurious NumPy warning -----------------------------------------
+
+
+@pytest.mark.parametrize("cls", [NTKClassifier, NNGPClassifier])
+def test_classifier_at_alpha_zero_fits_without_numpy_warnings(data, cls):
+    x, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the RuntimeWarning "invalid value in divide" fails
+        model = cls(alpha=0).fit(x, y > 0)
+    assert np.isfinite(model.temperature_)
+
+
+# -- t=np.inf is the converged limit, as predict_trajectory takes it -------------------------
+
+
+def test_t_inf_is_t_none(data):
+    x, y = data
+    at_inf = NTKRegressor(t=np.inf).fit(x, y)
+    converged = NTKRegressor(t=None).fit(x, y)
+    assert at_inf.t == np.inf  # the parameter as set
+    assert at_inf.solver_ == "cholesky"
+    np.testing.assert_array_equal(at_inf.predict(x), converged.predict(x))
+    np.testing.assert_allclose(
+        at_inf.predict_trajectory(x[:3], [np.inf])[0], converged.predict(x[:3]), rtol=1e-10
+    )
+    for bad in (np.nan, -np.inf, -1.0):
+        with pytest.raises(ValueError, match=r"'t' parameter.*\[0.0, inf\] or None"):
+            NTKRegressor(t=bad).fit(x, y)
+
+
+# -- input_scale: numbers only -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [["1", "2", "3"], np.array(["1", "2", "3"]), ["a", "b", "c"]])
+def test_input_scale_of_strings_is_refused(data, scale):
+    x, y = data
+    with pytest.raises(ValueError, match="input_scale must be a positive number.*dtype <U1"):
+        NTKRegressor(input_scale=scale).fit(x, y)
+
+
+def test_input_scale_string_scalar_is_refused(data):
+    x, y = data
+    with pytest.raises(ValueError, match="'input_scale' parameter.*Got '2'"):
+        NTKRegressor(input_scale="2").fit(x, y)
+
+
+# -- labels ----------------------------------------------------------------------------------
+
+
+def test_labels_of_mixed_types_are_refused(data):
+    x, _ = data
+    labels = np.array([1, "a"] * 10, dtype=object)
+    with pytest.raises(ValueError, match=r"labels of mixed types \(number, str\).*astype\(str\)"):
+        NTKClassifier().fit(x, labels)
+    with pytest.raises(ValueError, match="mixed types"):
+        NNGPClassifier().fit(x, np.array([1.5, "a", b"b", 2] * 5, dtype=object))
+
+
+def test_missing_string_labels_are_refused(data):
+    x, _ = data
+    labels = np.array(["a", None, "b", "b"] * 5, dtype=object)
+    with pytest.raises(ValueError, match=r"5 missing labels \(None\), the first at index 1"):
+        NTKClassifier().fit(x, labels)
+
+
+def test_object_labels_of_one_type_still_work(data):
+    x, y = data
+    labels = np.where(y > 0, "pos", "neg").astype(object)
+    model = NTKClassifier().fit(x, labels)
+    assert set(model.predict(x)) <= {"pos", "neg"}
+
+
+# -- user models: tracer errors named as such ----------------------------------------------
+
+
+def test_untraceable_user_model_is_named_as_such(data):
+    x, y = data
+
+    def model(params, inputs):
+        if inputs.sum() > 0:  # Python control flow on a traced value
+            return inputs @ params["w"]
+        return -inputs @ params["w"]
+
+    with pytest.raises(ValueError, match="cannot be traced by JAX.*jnp.where") as info:
+        NTKRegressor(kernel=(model, {"w": np.ones((3, 1))})).fit(x, y)
+    assert "another shape" not in str(info.value)
+
+
+def test_user_model_of_the_wrong_shape_still_names_the_shapes(data):
+    x, y = data
+    with pytest.raises(ValueError, match="another shape.*'w': \\(4, 1\\)"):
+        NTKRegressor(kernel=(lambda p, z: z @ p["w"], {"w": np.ones((4, 1))})).fit(x, y)
+
+
+# -- jax_debug_nans set by the user: the jitter path, and the setting kept --------------------
+
+
+@pytest.fixture
+def debug_nans():
+    before = jax.config.jax_debug_nans
+    jax.config.update("jax_debug_nans", True)
+    yield
+    jax.config.update("jax_debug_nans", before)
+
+
+def test_debug_nans_of_the_user_does_not_break_the_jitter_path(data, debug_nans):
+    x, y = data
+    xd = np.vstack([x, x])
+    with pytest.warns(RuntimeWarning, match="not numerically positive definite"):
+        model = NTKRegressor(alpha=0).fit(xd, np.concatenate([y, y]))
+    assert model.jitter_ > 0
+    np.testing.assert_allclose(model.predict(x), y, atol=1e-3)
+    model = NTKRegressor(alpha=1e-3, optimizer="fmin_l_bfgs_b", alpha_bounds=(1e-12, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(xd, np.concatenate([y, y]))
+    assert np.isfinite(model.log_marginal_likelihood_value_)
+    assert jax.config.jax_debug_nans is True  # the user's setting, restored
