@@ -30,6 +30,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ntk_sklearn import _marginal_likelihood, _memory, _progress, dynamics
+from ntk_sklearn._pickle_refs import picklable
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
 from ntk_sklearn.kernels import Serial, _tiling, available_activations
@@ -201,6 +202,15 @@ class NeuralKernelBase(BaseEstimator):
         if isinstance(self.kernel, tuple) and self.kernel and callable(self.kernel[0]):
             new.kernel = (self.kernel[0], *new.kernel[1:])
         return new
+
+    def __getstate__(self) -> dict:
+        # A function (``activation=jnp.tanh``) as a reference that pickles (_pickle_refs.py).
+        state = dict(super().__getstate__())  # object.__getstate__ gives __dict__ itself
+        state["activation"] = picklable(state["activation"], "activation")
+        if "_hyper" in state:
+            state["_hyper"] = dict(state["_hyper"])
+            state["_hyper"]["activation"] = picklable(state["_hyper"]["activation"], "activation")
+        return state
 
     # -- fit-time checks ---------------------------------------------------------------------
 

@@ -181,3 +181,36 @@ def test_debug_nans_of_the_user_does_not_break_the_jitter_path(data, debug_nans)
         model.fit(xd, np.concatenate([y, y]))
     assert np.isfinite(model.log_marginal_likelihood_value_)
     assert jax.config.jax_debug_nans is True  # the user's setting, restored
+
+
+# -- pickling with a JAX function as activation ----------------------------------------------
+
+
+@pytest.mark.parametrize("activation", [jnp.tanh, jax.nn.gelu, jax.nn.softplus])
+def test_fitted_estimator_with_a_jax_activation_pickles(data, activation):
+    x, y = data
+    model = NTKRegressor(activation=activation).fit(x, y)
+    loaded = pickle.loads(pickle.dumps(model))
+    assert loaded.activation is activation and model.activation is activation
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    classifier = pickle.loads(pickle.dumps(NNGPClassifier(activation=activation).fit(x, y > 0)))
+    assert classifier.activation is activation
+
+
+def test_gp_kernels_with_a_jax_activation_pickle_and_fit_in_gpr(data):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from ntk_sklearn.gaussian_process import NNGPKernel, NTKKernel
+
+    x, y = data
+    kernel = pickle.loads(pickle.dumps(NNGPKernel(activation=jnp.tanh)))
+    assert kernel.activation is jnp.tanh
+    # GPR clones the kernel (clone_with_theta): a deep copy of jnp.tanh was a broken function.
+    gpr = GaussianProcessRegressor(NTKKernel(activation=jnp.tanh)).fit(x, y)
+    loaded = pickle.loads(pickle.dumps(gpr))
+    np.testing.assert_array_equal(loaded.predict(x), gpr.predict(x))
+
+
+def test_unpicklable_activation_says_what_to_pass(data):
+    with pytest.raises(pickle.PicklingError, match="cannot be pickled.*top level of a module"):
+        pickle.dumps(NTKRegressor(activation=lambda z: jnp.tanh(z)))

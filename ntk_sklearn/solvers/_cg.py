@@ -253,8 +253,8 @@ class CGSolver(Solver):
             ) * (t is None and self.residual_ > 0.5)
             warnings.warn(
                 f"{what} did not reach tol={self.tol:g} in {self.n_iter_} iterations: relative "
-                f"residual {self.residual_:.2e}.{stalled} Raise alpha (a better conditioned kernel), "
-                f"tol or max_iter (now {max_iter}), or the preconditioner rank (now "
+                f"residual {self.residual_:.2e}.{stalled} Raise alpha (a better conditioned "
+                f"kernel), tol or max_iter (now {max_iter}), or the preconditioner rank (now "
                 f"{self.precond_.U.shape[1]}); or use a direct solver.",
                 ConvergenceWarning,
                 stacklevel=2,
