@@ -466,10 +466,11 @@ class NeuralKernelBase(BaseEstimator):
         stale = ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_")
         for name in (*stale, "log_marginal_likelihood_value_"):
             self.__dict__.pop(name, None)  # from an earlier fit
+        if self.solver_ != "cg":  # before the optimizer's work, which would then be lost
+            self._check_fit_memory(n, Y.shape[1], weighted=w is not None)
         self._learn_hyperparameters(X, Y, w)
         if self.solver_ == "cg":
             return self._fit_iterative(X, Y, w)
-        self._check_fit_memory(n, Y.shape[1])
         X, Y = self._prepare_targets(X, Y, w)
         with self._scope():
             which = "between training inputs"
@@ -629,7 +630,7 @@ class NeuralKernelBase(BaseEstimator):
             with self._scope():
                 chol = np.asarray(self._cholesky(jnp.asarray(self.train_kernel_), stacklevel)[0])
         y = self.y_fit_.astype(np.float64)
-        chol = chol.astype(np.float64)
+        chol = chol.astype(np.float64, copy=False)
         log_w = 0.0
         if self._sqrt_weight is not None:
             s = self._sqrt_weight.astype(np.float64)
@@ -704,7 +705,9 @@ class NeuralKernelBase(BaseEstimator):
             self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
             self.n_iter_ = self.cg_solver_.n_iter_
 
-    def _check_fit_memory(self, n: int, n_targets: int, rank: int = 0) -> None:
+    def _check_fit_memory(
+        self, n: int, n_targets: int, rank: int = 0, weighted: bool = False
+    ) -> None:
         """The memory plan of a fit, checked before anything is allocated.
 
         Training kernels (direct solvers keep the NNGP and NTK of the NTK estimators; CG one
@@ -712,7 +715,8 @@ class NeuralKernelBase(BaseEstimator):
         (:func:`~ntk_sklearn.solvers.solver_memory`), the kernel tiles in flight (two per local
         device) and one chunk of test rows against the training rows for ``predict``.
         ``MemoryError`` naming each part when the sum exceeds the available memory
-        (``MemAvailable``); printed at ``verbose >= 1``.
+        (:func:`~ntk_sklearn._memory.available_memory`: ``MemAvailable``, cgroup limits,
+        ``RLIMIT_AS``); printed at ``verbose >= 1``.
         """
         dtype = self._np_dtype()
         cg = self.solver_ == "cg"
@@ -721,11 +725,13 @@ class NeuralKernelBase(BaseEstimator):
         share = jax.local_device_count() / jax.device_count() if cg else 1.0
         plan = {
             "training kernel" + "s" * (kernels > 1): int(kernels * n * n * dtype.itemsize * share),
+            # Direct solvers: the kernel as a JAX array and plus alpha·I (weighted: S K S too).
+            "JAX copies of the kernel": 0 if cg else (2 + weighted) * n * n * dtype.itemsize,
             f"{self.solver_} solver": solver_memory(n, n_targets, dtype, self.solver_, rank),
             "kernel tiles": 2 * len(jax.local_devices()) * TILE_BYTES,
             "test-kernel chunk": 3 * min(n, _PREDICT_CHUNK) * n * dtype.itemsize,
         }
-        parts = ", ".join(f"{part} {size / 2**30:.2f} GiB" for part, size in plan.items())
+        parts = ", ".join(f"{part} {size / 2**30:.2f} GiB" for part, size in plan.items() if size)
         available = _memory.available_memory()
         _progress.report(
             self._hyper["verbose"],

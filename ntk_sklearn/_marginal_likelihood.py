@@ -181,10 +181,15 @@ def check_lml_memory(stack: Serial, x: np.ndarray) -> None:
     pair = stack._pair_size(x.shape[1:])
     # A flip-invariant stack runs twice (the second image mirrored), keeping both passes.
     passes = 2 if stack.flip_invariant else 1
-    arrays = passes * _ARRAYS_PER_LAYER * len(stack.layers) * pair + _ARRAYS_FIXED
+    n_pad = n + (-n % _PAD)
+    recursion = passes * _ARRAYS_PER_LAYER * len(stack.layers) * pair * n_pad * n_pad * 8
+    cholesky = _ARRAYS_FIXED * n_pad * n_pad * 8
     check_memory(
-        arrays * n * n * 8,
-        f"The log marginal likelihood and its gradient on {n} samples",
+        recursion + cholesky,
+        f"The log marginal likelihood and its gradient on {n} samples (the optimizer's "
+        f"evidence: the kernel recursion over {len(stack.layers)} layers and its reverse pass "
+        f"{recursion / 2**30:.2f} GiB, the Cholesky factor, solves and their gradients "
+        f"{cholesky / 2**30:.2f} GiB; float64, JAX buffers)",
         "Learn the hyperparameters on a subset of the samples (then fix them: bounds 'fixed' "
         "or optimizer=None with the values found), or use a smaller architecture.",
     )
