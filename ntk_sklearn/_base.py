@@ -33,9 +33,11 @@ from ntk_sklearn import _marginal_likelihood, _memory, _progress, dynamics
 from ntk_sklearn._pickle_refs import picklable
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
+from ntk_sklearn.empirical._utils import check_params, params_bytes
 from ntk_sklearn.kernels import Serial, _tiling, available_activations
 from ntk_sklearn.kernels._serial import TILE_BYTES
 from ntk_sklearn.solvers import CGSolver, choose_solver, solver_memory
+from ntk_sklearn.solvers._base import CG_MIN_N
 from ntk_sklearn.solvers._sharding import assemble_rows, device_mesh
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
@@ -121,6 +123,8 @@ class NeuralKernelBase(BaseEstimator):
     """Base of the four estimators; ``_kernel`` is "ntk" or "nngp"."""
 
     _kernel: str = "ntk"
+    #: CG's tolerance for ``tol="auto"`` from ``CG_MIN_N`` samples on (classifiers: 1e-3).
+    _AUTO_TOL_LARGE: float = 1e-6
 
     _parameter_constraints: dict = {
         "architecture": [StrOptions(set(ARCHITECTURES))],
@@ -146,9 +150,9 @@ class NeuralKernelBase(BaseEstimator):
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "solver": [StrOptions({"auto", "cholesky", "eigh", "cg"})],
-        "tol": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left"), None],
-        "preconditioner_rank": [Interval(Integral, 1, None, closed="left")],
+        "preconditioner_rank": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "optimizer": [StrOptions({"fmin_l_bfgs_b"}), callable, None],
         "n_restarts_optimizer": [Interval(Integral, 0, None, closed="left")],
         # Pairs are checked in fit (0 < low <= high < inf), with the value inside them.
@@ -332,10 +336,28 @@ class NeuralKernelBase(BaseEstimator):
         x1, x2 = self._scaled(x1), None if x2 is None else self._scaled(x2)
         if self._user_model():
             apply_fn, params = self.kernel
+            n_params = check_params(params)  # finite floats, before any copy
+            _memory.check_memory(
+                params_bytes(params, self._hyper["dtype"]),
+                f"Holding your model's {n_params} parameters as JAX arrays in "
+                f"{self._hyper['dtype']}",
+                "Use a smaller model, or dtype='float32' with float32 parameters (no copy).",
+            )
             # The user's parameters in the estimator's precision (their arrays are not changed).
             params = jax.tree_util.tree_map(lambda a: _as_float(a, self._hyper["dtype"]), params)
             fns = {"nngp": empirical_nngp, "ntk": empirical_ntk}
-            out = {name: fns[name](apply_fn, params, x1, x2) for name in names}
+            with warnings.catch_warnings():  # a zero training kernel is an error below
+                warnings.filterwarnings("ignore", "The empirical NTK is zero", RuntimeWarning)
+                out = {name: fns[name](apply_fn, params, x1, x2) for name in names}
+            if x2 is None and "ntk" in out and not np.any(out["ntk"]):
+                raise ValueError(
+                    f"The empirical NTK of your model is zero on all {x1.shape[0]} inputs: its "
+                    "outputs do not change with params to first order (zero gradients: "
+                    "jnp.round, jnp.floor, jnp.sign, comparisons, integer casts or "
+                    "jax.lax.stop_gradient between params and the outputs, or dead units). A "
+                    "zero kernel learns nothing (every prediction would be the mean of y). Make "
+                    "apply_fn differentiable in params."
+                )
             return _Kernels(out.get("nngp"), out.get("ntk"))
         if self.kernel == "empirical":
             return monte_carlo_kernel(
@@ -683,7 +705,7 @@ class NeuralKernelBase(BaseEstimator):
         """
         n = X.shape[0]
         dtype = self._np_dtype()
-        rank = min(self._hyper["preconditioner_rank"], n)
+        tol, rank = self._cg_settings(n)
         mesh = device_mesh()
         n_pad = -(-n // mesh.size) * mesh.size
         self._check_fit_memory(n_pad, Y.shape[1], rank)
@@ -697,13 +719,28 @@ class NeuralKernelBase(BaseEstimator):
             self.train_kernel_ = np.asarray(train) if on_cpu else train
             self.X_fit_, self.y_fit_ = X, Y.astype(self._hyper["dtype"])
             self.cg_solver_ = CGSolver(
-                tol=self._hyper["tol"],
+                tol=tol,
                 max_iter=self._hyper["max_iter"],
                 rank=rank,
                 verbose=self._hyper["verbose"],
             ).fit(train, self._rate_)
             self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
             self.n_iter_ = self.cg_solver_.n_iter_
+
+    def _cg_settings(self, n: int) -> tuple[float, int]:
+        """CG's tolerance and preconditioner rank: as given, or from ``n`` for ``"auto"``.
+
+        Rank ``n / 100`` within ``[100, 500]``: the Nyström setup, ``O(n·rank²)``, costs at most
+        a few products with the kernel (``O(n²)``) and saves many iterations at large ``n``.
+        Tolerance ``_AUTO_TOL_LARGE`` from ``CG_MIN_N`` samples on (where ``solver="auto"``
+        picks CG), else 1e-6 (see ``benchmarks/bench_cg_defaults.py``).
+        """
+        tol, rank = self._hyper["tol"], self._hyper["preconditioner_rank"]
+        if tol == "auto":
+            tol = self._AUTO_TOL_LARGE if n >= CG_MIN_N else 1e-6
+        if rank == "auto":
+            rank = int(np.clip(n // 100, 100, 500))
+        return tol, min(rank, n)
 
     def _check_fit_memory(
         self, n: int, n_targets: int, rank: int = 0, weighted: bool = False

@@ -345,8 +345,8 @@ def maximize(
                     f"of shape {start.shape} (the logarithms of the free hyperparameters)."
                 )
             theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
-        results.append((objective(theta)[0], theta))  # one compiled function for all
-    best_value, best_theta = min(results, key=lambda r: r[0])
+        results.append((*objective(theta), theta))  # one compiled function for all
+    best_value, best_grad, best_theta = min(results, key=lambda r: r[0])
     if not np.isfinite(best_value):
         raise SingularKernelError(
             f"The {evidence.get.upper()} plus alpha was singular at every point the optimizer "
@@ -363,4 +363,59 @@ def maximize(
             ConvergenceWarning,
             stacklevel=6,  # the caller of fit (through _fit_context)
         )
+    _warn_at_bounds_or_stalled(hyper, best_theta, -best_value, -best_grad)
     return best_theta, -best_value
+
+
+#: A log-space gradient above this (and above 1e-3 of the value's size) means the evidence could
+#: still rise by more than a nat by moving ``theta`` 0.1: the optimizer stalled.
+_STALLED_GRADIENT = 10.0
+
+
+def _warn_at_bounds_or_stalled(
+    hyper: Hyperparameters, theta: np.ndarray, value: float, grad: np.ndarray
+) -> None:
+    """``ConvergenceWarning`` where the maximum found sits on a bound the evidence pushes
+    against (as :class:`~sklearn.gaussian_process.GaussianProcessRegressor` warns), or where
+    the gradient ``grad`` of the log evidence (in ``theta``) is still large: a stalled search.
+    """
+    names, bounds = hyper.names, hyper.log_bounds
+    bound_names = [f"{n.split('[')[0]}_bounds" for n in names]
+    at_low = np.isclose(theta, bounds[:, 0], rtol=0, atol=1e-8) & (grad < 0)
+    at_high = np.isclose(theta, bounds[:, 1], rtol=0, atol=1e-8) & (grad > 0)
+    # An input scale at its lower end is a feature found irrelevant (ARD's purpose): not warned.
+    scale = np.arange(len(names)) >= sum(hyper.free)
+    warn_low, warn_high = at_low & ~scale, at_high & ~scale
+    pushed = [
+        f"{names[i]} at the {'lower' if at_low[i] else 'upper'} end of {bound_names[i]}="
+        f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g})"
+        for i in np.flatnonzero(warn_low | warn_high)
+    ]
+    if pushed:
+        shown = pushed if len(pushed) <= 4 else [*pushed[:3], f"and {len(pushed) - 3} more"]
+        warnings.warn(
+            f"The log marginal likelihood is largest at a bound: {'; '.join(shown)}, and it "
+            "still increases beyond it. Widen that bound (lower its low end or raise its high "
+            "end) and fit again.",
+            ConvergenceWarning,
+            stacklevel=7,
+        )
+    # Components that the bounds stop are not a failure of the search.
+    inward = np.where(at_low | at_high, 0.0, grad)
+    steep = np.abs(inward) > max(_STALLED_GRADIENT, 1e-3 * abs(value))
+    if steep.any():
+        i = int(np.argmax(np.abs(np.where(steep, inward, 0.0))))
+        direction = "raising" if inward[i] > 0 else "lowering"
+        end = "upper" if inward[i] > 0 else "lower"
+        at = ", ".join(f"{n}={v:.4g}" for n, v in zip(names[:4], np.exp(theta[:4]), strict=False))
+        warnings.warn(
+            f"The optimizer of the log marginal likelihood stalled: it stopped at {at} "
+            f"(log marginal likelihood {value:.4g}) where the gradient is still "
+            f"{inward[i]:.3g} in log({names[i]}): {direction} {names[i]} would increase the "
+            f"evidence. The search is badly scaled there (duplicate samples with different "
+            f"targets and a tiny alpha?). Move the {end} end of {bound_names[i]}="
+            f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g}) and the start value, "
+            "or try n_restarts_optimizer > 0.",
+            ConvergenceWarning,
+            stacklevel=7,
+        )

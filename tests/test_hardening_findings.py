@@ -214,3 +214,84 @@ def test_gp_kernels_with_a_jax_activation_pickle_and_fit_in_gpr(data):
 def test_unpicklable_activation_says_what_to_pass(data):
     with pytest.raises(pickle.PicklingError, match="cannot be pickled.*top level of a module"):
         pickle.dumps(NTKRegressor(activation=lambda z: jnp.tanh(z)))
+
+
+# -- user models whose kernel would be silently wrong ------------------------------------------
+
+
+def test_non_differentiable_user_model_is_refused(data):
+    x, y = data
+    model = (lambda p, z: jnp.round(z @ p["w"]), {"w": np.ones((3, 2))})
+    with pytest.raises(ValueError, match="empirical NTK of your model is zero on all 20 inputs"):
+        NTKRegressor(kernel=model).fit(x, y)
+
+
+def test_empirical_ntk_of_a_non_differentiable_model_warns(data):
+    from ntk_sklearn.empirical import empirical_ntk
+
+    x, _ = data
+    with pytest.warns(RuntimeWarning, match="zero everywhere"):
+        k = empirical_ntk(lambda p, z: jnp.round(z @ p["w"]), {"w": np.ones((3, 2))}, x)
+    assert not k.any()  # the value itself is right: the gradients are zero
+
+
+def test_batch_mixing_user_model_is_refused(data):
+    from ntk_sklearn.empirical import empirical_ntk
+
+    x, y = data
+
+    def centred(p, z):  # per example: z - z = 0, so J = 0; on the batch J ≠ 0
+        return (z - z.mean(0)) @ p["w"]
+
+    params = {"w": np.ones((3, 2))}
+    # The batch function's NTK is not zero (the per-example one is): the two disagree.
+    batch_jac = jax.jacobian(lambda p: centred(p, jnp.asarray(x)).sum(1))(params)["w"]
+    assert np.abs(batch_jac).max() > 0.1
+    with pytest.raises(ValueError, match="mixes the examples of a batch.*x - x.mean"):
+        NTKRegressor(kernel=(centred, params)).fit(x, y)
+    with pytest.raises(ValueError, match="mixes the examples of a batch"):
+        empirical_ntk(centred, params, x)
+
+
+def test_per_example_user_model_passes_the_batch_check(data):
+    from ntk_sklearn.empirical import empirical_ntk
+
+    x, y = data
+    params = {"w": np.linspace(-1, 1, 6).reshape(3, 2)}
+    k = empirical_ntk(lambda p, z: jnp.tanh(z @ p["w"]), params, x)
+    jac = jax.vmap(lambda z: jax.jacobian(lambda p: jnp.tanh(z @ p["w"]))(params)["w"])(x)
+    jac = np.asarray(jac).reshape(len(x), 2, -1)
+    np.testing.assert_allclose(k, np.einsum("iap,jap->ij", jac, jac) / 2, rtol=1e-5, atol=1e-6)
+
+
+# -- the evidence optimizer: a stalled search or a bound in the way is said --------------------
+
+
+def test_stalled_evidence_optimizer_warns_naming_the_bound(data):
+    x, y = data
+    xd, yd = _duplicated(x, y)
+    model = NTKRegressor(optimizer="fmin_l_bfgs_b", alpha=1e-11, alpha_bounds=(1e-12, 1e-10))
+    with pytest.warns(ConvergenceWarning, match=r"stalled.*log\(alpha\).*alpha_bounds=\(1e-12"):
+        model.fit(xd, yd)
+    # The evidence of y and -y on the same inputs grows with the noise: -|y|²/(2 alpha) + ...
+    value, grad = model.log_marginal_likelihood(np.log([1.0, 0.1, 1e-11]), eval_gradient=True)
+    assert grad[2] > 1e6
+
+
+def test_evidence_maximum_at_a_bound_warns_like_sklearn(data):
+    x, y = data
+    xd, yd = _duplicated(x, y)
+    model = NNGPRegressor(optimizer="fmin_l_bfgs_b", alpha=1e-3, alpha_bounds=(1e-4, 1e-2))
+    with pytest.warns(ConvergenceWarning, match=r"alpha at the upper end of alpha_bounds"):
+        model.fit(xd, yd)
+    assert model.alpha_ == pytest.approx(1e-2)
+
+
+def test_evidence_maximum_inside_the_bounds_is_silent(data):
+    x, y = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        noisy = y + 0.3 * np.random.default_rng(3).normal(size=y.shape)
+        model = NNGPRegressor(optimizer="fmin_l_bfgs_b", alpha_bounds=(1e-6, 10.0))
+        model.fit(x, noisy)
+    assert 1e-6 < model.alpha_ < 10.0

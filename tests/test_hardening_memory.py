@@ -124,3 +124,29 @@ def test_cgroup_limits_are_read_at_every_level(tmp_path, monkeypatch, version):
     monkeypatch.setattr(_memory, "_meminfo_available", lambda: 100 * GIB)
     assert _memory.memory_limits()["cgroup limit"] == 3 * GIB
     assert _memory.available_memory() <= 3 * GIB
+
+
+def test_model_of_2_5e9_parameters_is_refused_before_allocating():
+    # A broadcast array: 2.5e9 parameters that take no memory until copied.
+    out = _run_capped(
+        """
+        import numpy as np, jax.numpy as jnp
+        from ntk_sklearn import NTKRegressor
+        from ntk_sklearn.empirical import empirical_ntk
+        w = np.broadcast_to(np.float32(1e-3), (50_000, 50_000))
+        x = np.random.default_rng(0).normal(size=(4, 50_000)).astype(np.float32)
+        apply = lambda p, z: jnp.tanh(z @ p["w"])[:, :1]
+        for run in (lambda: NTKRegressor(kernel=(apply, {"w": w})).fit(x, np.arange(4.0)),
+                    lambda: empirical_ntk(apply, {"w": jnp.zeros((1, 1))} | {"w": w}, x)):
+            try:
+                run()
+            except MemoryError as err:
+                print("REFUSED", err)
+        """
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2, out.stdout
+    assert "2500000000 parameters as JAX arrays in float64 needs about 27.9 GiB" in lines[0]
+    assert "RLIMIT_AS" in lines[0]
+    assert "model with 2500000000 parameters (params as JAX arrays 9.31 GiB" in lines[1]
