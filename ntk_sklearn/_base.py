@@ -997,8 +997,16 @@ class NeuralKernelBase(BaseEstimator):
         X = X.astype(self._hyper["dtype"], copy=False)
         n, n_test, n_out = self.X_fit_.shape[0], X.shape[0], self.y_fit_.shape[1]
         itemsize = self._np_dtype().itemsize
-        # Result on device and host, gains, projections, cross kernels, eigendecomposition.
-        n_values = 2 * len(times) * n_test * n_out + len(times) * n + 3 * n_test * n + 2 * n * n
+        # Result on device and host; gains (raw, on the range, and the einsum's T × n × n*
+        # intermediate); projections, cross kernels, eigendecomposition.
+        n_t = len(times)
+        n_values = (
+            2 * n_t * n_test * n_out
+            + 3 * n_t * n
+            + n_t * n * max(n_test, n_out)
+            + 3 * n_test * n
+            + 2 * n * n
+        )
         check_memory(
             n_values * itemsize,
             f"predict_trajectory at {len(times)} times for {n_test} samples",

@@ -25,6 +25,18 @@ _LOO_SUBSET = 2000
 _LOG_BETA_RANGE = (-10.0, 15.0)
 
 
+def _label_kind(value) -> str:
+    """``"bool"``, ``"number"``, ``"str"`` (NumPy's too), ``"bytes"``, else the type's name."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, Number):
+        return "number"
+    for kind in (str, bytes):
+        if isinstance(value, kind):
+            return kind.__name__
+    return type(value).__name__
+
+
 def _check_label_types(y: np.ndarray) -> None:
     """``ValueError`` for missing labels (``None``) or labels of mixed types (``[1, "a"]``).
 
@@ -39,7 +51,7 @@ def _check_label_types(y: np.ndarray) -> None:
             f"y contains {missing.size} missing labels (None), the first at index {missing[0]}: "
             "every sample needs a class label. Drop those samples or give them a label."
         )
-    kinds = {"number" if isinstance(v, Number) else type(v).__name__ for v in y}
+    kinds = {_label_kind(v) for v in y}
     if len(kinds) > 1:
         raise ValueError(
             f"y contains labels of mixed types ({', '.join(sorted(kinds))}): the classes must be "

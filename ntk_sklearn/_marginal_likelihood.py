@@ -412,8 +412,9 @@ def _warn_at_bounds_or_stalled(
             f"The optimizer of the log marginal likelihood stalled: it stopped at {at} "
             f"(log marginal likelihood {value:.4g}) where the gradient is still "
             f"{inward[i]:.3g} in log({names[i]}): {direction} {names[i]} would increase the "
-            f"evidence. The search is badly scaled there (duplicate samples with different "
-            f"targets and a tiny alpha?). Move the {end} end of {bound_names[i]}="
+            f"evidence. The search stopped early or is badly scaled there (e.g. duplicate "
+            f"samples with different targets at a tiny alpha). Move the {end} end of "
+            f"{bound_names[i]}="
             f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g}) and the start value, "
             "or try n_restarts_optimizer > 0.",
             ConvergenceWarning,

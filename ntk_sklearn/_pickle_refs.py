@@ -10,6 +10,7 @@ says what to pass instead.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pickle
 from collections.abc import Callable
@@ -28,6 +29,9 @@ class _FunctionRef:
     def __init__(self, module: str, name: str) -> None:
         self.module, self.name = module, name
 
+    def __call__(self, *args, **kwargs):
+        return _resolve(self.module, self.name)(*args, **kwargs)
+
     def __reduce__(self):
         return _resolve, (self.module, self.name)
 
@@ -36,6 +40,8 @@ def picklable(fn, what: str):
     """``fn``, or a reference that pickles as it; ``PicklingError`` naming ``what`` if neither."""
     if not callable(fn) or isinstance(fn, str):
         return fn
+    if isinstance(fn, functools.partial):  # its function by reference, its arguments as they are
+        return functools.partial(picklable(fn.func, what), *fn.args, **fn.keywords)
     try:
         pickle.dumps(fn)
         return fn

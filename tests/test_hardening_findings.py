@@ -295,3 +295,42 @@ def test_evidence_maximum_inside_the_bounds_is_silent(data):
         model = NNGPRegressor(optimizer="fmin_l_bfgs_b", alpha_bounds=(1e-6, 10.0))
         model.fit(x, noisy)
     assert 1e-6 < model.alpha_ < 10.0
+
+
+# -- found by the red team after the fixes -----------------------------------------------------
+
+
+def test_cg_refuses_non_finite_right_hand_sides():
+    with pytest.raises(ValueError, match="B contains NaN or inf"):
+        CGSolver().fit(np.eye(3)).apply(np.array([1.0, np.nan, 0.0]))  # returned zeros
+
+
+def test_label_kinds_bool_against_numbers_and_numpy_strings(data):
+    x, _ = data
+    with pytest.raises(ValueError, match=r"mixed types \(bool, number\)"):
+        NTKClassifier().fit(x, np.array([True, 1] * 10, dtype=object))  # True == 1
+    labels = np.array(["a", np.str_("b")] * 10, dtype=object)  # str and NumPy's str: one kind
+    assert list(NTKClassifier().fit(x, labels).classes_) == ["a", "b"]
+
+
+def test_partial_of_a_jax_function_pickles(data):
+    import functools
+
+    x, y = data
+    act = functools.partial(jax.nn.leaky_relu, negative_slope=0.2)
+    model = NTKRegressor(activation=act).fit(x, y)
+    loaded = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_trajectory_memory_plan_counts_the_gains(data, monkeypatch):
+    from ntk_sklearn import _memory
+
+    x, y = data
+    model = NTKRegressor(t=1.0, solver="eigh").fit(x, y)
+    # 10^6 times, 20 training samples: (3 + 2)·20·10^6 values of the gains and the einsum's
+    # intermediate, 0.8 GiB (the earlier plan said 0.17 GiB; 10^7 times went past the memory
+    # and the process was killed).
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2**29)
+    with pytest.raises(MemoryError, match=r"predict_trajectory at 1000000 times.*0.8 GiB"):
+        model.predict_trajectory(x[:2], np.arange(1e6))

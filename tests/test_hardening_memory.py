@@ -149,4 +149,7 @@ def test_model_of_2_5e9_parameters_is_refused_before_allocating():
     assert len(lines) == 2, out.stdout
     assert "2500000000 parameters as JAX arrays in float64 needs about 27.9 GiB" in lines[0]
     assert "RLIMIT_AS" in lines[0]
-    assert "model with 2500000000 parameters (params as JAX arrays 9.31 GiB" in lines[1]
+    assert (
+        "Copying the 2500000000 parameters of the model into JAX arrays needs about 9.3"
+        in (lines[1])
+    )
