@@ -334,3 +334,31 @@ def test_trajectory_memory_plan_counts_the_gains(data, monkeypatch):
     monkeypatch.setattr(_memory, "available_memory", lambda: 2**29)
     with pytest.raises(MemoryError, match=r"predict_trajectory at 1000000 times.*0.8 GiB"):
         model.predict_trajectory(x[:2], np.arange(1e6))
+
+
+# -- CG's tolerance and preconditioner rank from N ---------------------------------------------
+
+
+def test_cg_settings_auto_small_and_explicit(data):
+    x, y = data
+    auto = NNGPClassifier(solver="cg").fit(x, y > 0).cg_solver_
+    assert (auto.tol, auto.rank) == (1e-6, 20)  # below 5,000 samples: as before (rank <= n)
+    given = NNGPClassifier(solver="cg", tol=1e-9, preconditioner_rank=7).fit(x, y > 0)
+    assert (given.cg_solver_.tol, given.cg_solver_.rank) == (1e-9, 7)
+    assert given.get_params()["tol"] == 1e-9  # the parameters stay as set
+
+
+@pytest.mark.slow
+def test_cg_settings_auto_at_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6000, 3)).astype(np.float32)
+    labels = (x[:, 0] + 0.5 * rng.normal(size=6000) > 0).astype(int)
+    clf = NNGPClassifier(alpha=1e-2, dtype="float32").fit(x, labels)
+    assert clf.solver_ == "cg"
+    assert (clf.cg_solver_.tol, clf.cg_solver_.rank) == (1e-3, 100)  # 6000 // 100 -> 100
+    tight = NNGPClassifier(alpha=1e-2, dtype="float32", tol=1e-6).fit(x, labels)
+    # The looser tolerance leaves the predicted classes as the tight one's.
+    agree = (clf.predict(x[:2000]) == tight.predict(x[:2000])).mean()
+    assert agree >= 0.999
+    reg = NNGPRegressor(alpha=1e-2, dtype="float32").fit(x, x[:, 0])
+    assert (reg.cg_solver_.tol, reg.cg_solver_.rank) == (1e-6, 100)
