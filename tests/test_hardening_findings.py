@@ -186,7 +186,14 @@ def test_debug_nans_of_the_user_does_not_break_the_jitter_path(data, debug_nans)
 # -- pickling with a JAX function as activation ----------------------------------------------
 
 
-@pytest.mark.parametrize("activation", [jnp.tanh, jax.nn.gelu, jax.nn.softplus])
+@pytest.mark.parametrize(
+    "activation",
+    [
+        jnp.tanh,
+        pytest.param(jax.nn.gelu, marks=pytest.mark.slow),
+        pytest.param(jax.nn.softplus, marks=pytest.mark.slow),
+    ],
+)
 def test_fitted_estimator_with_a_jax_activation_pickles(data, activation):
     x, y = data
     model = NTKRegressor(activation=activation).fit(x, y)
@@ -197,6 +204,7 @@ def test_fitted_estimator_with_a_jax_activation_pickles(data, activation):
     assert classifier.activation is activation
 
 
+@pytest.mark.slow
 def test_gp_kernels_with_a_jax_activation_pickle_and_fit_in_gpr(data):
     from sklearn.gaussian_process import GaussianProcessRegressor
 
@@ -287,6 +295,7 @@ def test_evidence_maximum_at_a_bound_warns_like_sklearn(data):
     assert model.alpha_ == pytest.approx(1e-2)
 
 
+@pytest.mark.slow
 def test_evidence_maximum_inside_the_bounds_is_silent(data):
     x, y = data
     with warnings.catch_warnings():

@@ -37,6 +37,7 @@ def _run_capped(code: str, cap_gib: float = 6.0) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a fresh interpreter importing JAX
 def test_available_memory_is_below_the_address_space_cap():
     out = _run_capped(
         """
@@ -55,6 +56,7 @@ def test_available_memory_is_below_the_address_space_cap():
     assert size > 0
 
 
+@pytest.mark.slow  # a fresh interpreter importing JAX
 def test_cg_fit_beyond_the_address_space_cap_is_refused_before_allocating():
     # 40,000 rows in float32: a 6.0 GiB kernel under a 6 GiB cap (MemAvailable here is larger:
     # the plan used to accept it and the fit died in an allocation).
@@ -76,6 +78,7 @@ def test_cg_fit_beyond_the_address_space_cap_is_refused_before_allocating():
     assert "dtype='float32'" in out.stdout  # the advice
 
 
+@pytest.mark.slow  # a fresh interpreter importing JAX
 def test_evidence_optimizer_beyond_the_cap_is_refused_naming_its_parts():
     out = _run_capped(
         """
@@ -126,6 +129,7 @@ def test_cgroup_limits_are_read_at_every_level(tmp_path, monkeypatch, version):
     assert _memory.available_memory() <= 3 * GIB
 
 
+@pytest.mark.slow  # a fresh interpreter importing JAX
 def test_model_of_2_5e9_parameters_is_refused_before_allocating():
     # A broadcast array: 2.5e9 parameters that take no memory until copied.
     out = _run_capped(
