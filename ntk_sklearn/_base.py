@@ -56,13 +56,11 @@ _INT_PARAMS = ("depth", "block_size", "width", "n_samples", "n_restarts_optimize
 _BOUNDS_PARAMS = tuple(f"{name}_bounds" for name in _marginal_likelihood.NAMES)
 
 
-def check_memory(n_bytes: int, what: str, extra: str = "") -> None:
+def check_memory(n_bytes: int, what: str, extra: str = "", dtype: str = "float64") -> None:
     """``MemoryError`` before allocating what cannot fit, with the estimators' advice."""
+    half = "Use dtype='float32' (half the memory), fewer" if dtype == "float64" else "Use fewer"
     _memory.check_memory(
-        n_bytes,
-        what,
-        "Use dtype='float32' (half the memory), fewer training samples, or predict in smaller "
-        f"batches{extra}.",
+        n_bytes, what, f"{half} training samples, or predict in smaller batches{extra}."
     )
 
 
@@ -775,7 +773,7 @@ class NeuralKernelBase(BaseEstimator):
             f"memory plan of the fit on {n} samples: {parts}; "
             + ("available: unknown" if available is None else f"{available / 2**30:.1f} GiB free"),
         )
-        check_memory(sum(plan.values()), f"Fitting on {n} samples ({parts})")
+        check_memory(sum(plan.values()), f"Fitting on {n} samples ({parts})", dtype=dtype.name)
 
     def _training_rows(self, X: np.ndarray, rows: slice, n_pad: int) -> np.ndarray:
         """Rows ``rows`` of the padded training kernel ``S Θ S + alpha·I`` (host, in place).
@@ -910,7 +908,8 @@ class NeuralKernelBase(BaseEstimator):
         n, n_test = self.X_fit_.shape[0], X.shape[0]
         itemsize = self._np_dtype().itemsize
         if cov == "full":
-            check_memory((3 * n_test * n + 2 * n_test * n_test) * itemsize, "return_cov")
+            need = (3 * n_test * n + 2 * n_test * n_test) * itemsize
+            check_memory(need, "return_cov", dtype=self._hyper["dtype"])
             mean, var, scale = self._posterior_chunk(X, full_cov=True, gp=gp)
             self._warn_cancellation(np.diag(var), scale)
             return mean, var
@@ -1011,6 +1010,7 @@ class NeuralKernelBase(BaseEstimator):
             n_values * itemsize,
             f"predict_trajectory at {len(times)} times for {n_test} samples",
             ", or fewer times",
+            self._hyper["dtype"],
         )
         if self.solver_ == "cg":
             return self._trajectory_iterative(X, times)

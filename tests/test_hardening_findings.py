@@ -371,3 +371,15 @@ def test_cg_settings_auto_at_scale():
     assert agree >= 0.999
     reg = NNGPRegressor(alpha=1e-2, dtype="float32").fit(x, x[:, 0])
     assert (reg.cg_solver_.tol, reg.cg_solver_.rank) == (1e-6, 100)
+
+
+def test_memory_advice_of_a_float32_fit_does_not_suggest_float32(data, monkeypatch):
+    from ntk_sklearn import _memory
+
+    x, y = data
+    monkeypatch.setattr(_memory, "available_memory", lambda: 2**10)
+    with pytest.raises(MemoryError, match="Use fewer training samples") as info:
+        NNGPRegressor(dtype="float32", solver="cg").fit(x, y)
+    assert "dtype='float32'" not in str(info.value)
+    with pytest.raises(MemoryError, match="Use dtype='float32' \\(half the memory\\)"):
+        NNGPRegressor(solver="cg").fit(x, y)
