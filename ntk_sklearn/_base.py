@@ -537,6 +537,14 @@ class NeuralKernelBase(BaseEstimator):
         """
         p = self._hyper
         scale = self._initial_input_scale(X.shape[1])
+        if scale is not None:
+            reach = float(np.max(np.abs(X) * scale))
+            if not reach < np.sqrt(np.finfo(self._np_dtype()).max):
+                raise ValueError(
+                    f"input_scale up to {scale.max():.3g} takes the inputs to |x| = {reach:.3g}, "
+                    f"whose squares overflow {self._hyper['dtype']}: use smaller input scales "
+                    "(or rescale X)."
+                )
         if p["optimizer"] is not None:
             if p["kernel"] != "analytic":
                 raise ValueError(

@@ -103,6 +103,14 @@ def test_input_scale_of_strings_is_refused(data, scale):
         NTKRegressor(input_scale=scale).fit(x, y)
 
 
+def test_input_scale_that_overflows_the_inputs_is_named(data):
+    x, y = data
+    with pytest.raises(ValueError, match=r"input_scale up to 1e\+300 takes the inputs to"):
+        NTKRegressor(input_scale=1e300).fit(x, y)
+    with pytest.raises(ValueError, match=r"input_scale up to 1e\+20.*overflow float32"):
+        NTKRegressor(input_scale=1e20, dtype="float32").fit(x, y)
+
+
 def test_input_scale_string_scalar_is_refused(data):
     x, y = data
     with pytest.raises(ValueError, match="'input_scale' parameter.*Got '2'"):
