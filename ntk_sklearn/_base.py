@@ -35,7 +35,7 @@ from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, resha
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
 from ntk_sklearn.empirical._utils import check_params, params_bytes
 from ntk_sklearn.kernels import Serial, _tiling, available_activations
-from ntk_sklearn.kernels._serial import TILE_BYTES
+from ntk_sklearn.kernels._serial import _WORK_FACTOR, TILE_BYTES
 from ntk_sklearn.solvers import CGSolver, choose_solver, solver_memory
 from ntk_sklearn.solvers._base import CG_MIN_N
 from ntk_sklearn.solvers._sharding import assemble_rows, device_mesh
@@ -487,7 +487,7 @@ class NeuralKernelBase(BaseEstimator):
         for name in (*stale, "log_marginal_likelihood_value_"):
             self.__dict__.pop(name, None)  # from an earlier fit
         if self.solver_ != "cg":  # before the optimizer's work, which would then be lost
-            self._check_fit_memory(n, Y.shape[1], weighted=w is not None)
+            self._check_fit_memory(n, Y.shape[1], weighted=w is not None, X=X)
         self._learn_hyperparameters(X, Y, w)
         if self.solver_ == "cg":
             return self._fit_iterative(X, Y, w)
@@ -714,7 +714,7 @@ class NeuralKernelBase(BaseEstimator):
         tol, rank = self._cg_settings(n)
         mesh = device_mesh()
         n_pad = -(-n // mesh.size) * mesh.size
-        self._check_fit_memory(n_pad, Y.shape[1], rank)
+        self._check_fit_memory(n_pad, Y.shape[1], rank, X=X)
         X, Y = self._prepare_targets(X, Y, w)
         with self._scope():
             train = assemble_rows(
@@ -748,8 +748,22 @@ class NeuralKernelBase(BaseEstimator):
             rank = int(np.clip(n // 100, 100, 500))
         return tol, min(rank, n)
 
+    def _tile_bytes(self, n: int, X: np.ndarray | None) -> int:
+        """Bytes of one kernel tile: ``TILE_BYTES``, or the whole ``n × n`` work if smaller
+        (the analytic kernel's tiles, ``_serial.Serial._block_size``)."""
+        if X is None or self._hyper["kernel"] != "analytic":
+            return TILE_BYTES
+        pair = self._stack()._pair_size(self._rows(X[:1]).shape[1:])
+        per_pair = pair * self._np_dtype().itemsize * _WORK_FACTOR * 4
+        return int(min(TILE_BYTES, n * n * per_pair))
+
     def _check_fit_memory(
-        self, n: int, n_targets: int, rank: int = 0, weighted: bool = False
+        self,
+        n: int,
+        n_targets: int,
+        rank: int = 0,
+        weighted: bool = False,
+        X: np.ndarray | None = None,
     ) -> None:
         """The memory plan of a fit, checked before anything is allocated.
 
@@ -771,7 +785,7 @@ class NeuralKernelBase(BaseEstimator):
             # Direct solvers: the kernel as a JAX array and plus alpha·I (weighted: S K S too).
             "JAX copies of the kernel": 0 if cg else (2 + weighted) * n * n * dtype.itemsize,
             f"{self.solver_} solver": solver_memory(n, n_targets, dtype, self.solver_, rank),
-            "kernel tiles": 2 * len(jax.local_devices()) * TILE_BYTES,
+            "kernel tiles": 2 * len(jax.local_devices()) * self._tile_bytes(n, X),
             "test-kernel chunk": 3 * min(n, _PREDICT_CHUNK) * n * dtype.itemsize,
         }
         parts = ", ".join(f"{part} {size / 2**30:.2f} GiB" for part, size in plan.items() if size)

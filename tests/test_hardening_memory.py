@@ -157,3 +157,18 @@ def test_model_of_2_5e9_parameters_is_refused_before_allocating():
         "Copying the 2500000000 parameters of the model into JAX arrays needs about 9.3"
         in (lines[1])
     )
+
+
+def test_small_fit_plans_small_tiles(monkeypatch):
+    import numpy as np
+
+    from ntk_sklearn import NTKRegressor
+
+    # The tiles were planned at 2 × 256 MiB whatever the size: a 30-sample fit was refused
+    # whenever less than half a GiB was free (seen on a loaded machine).
+    monkeypatch.setattr(_memory, "available_memory", lambda: 64 * 2**20)
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    model = NTKRegressor().fit(x, x[:, 0])
+    assert model.predict(x[:2]).shape == (2,)
+    with pytest.raises(MemoryError, match="kernel tiles 0.50 GiB"):  # large n: full tiles
+        NTKRegressor(solver="cg").fit(np.repeat(x, 200, axis=0), np.repeat(x[:, 0], 200))
