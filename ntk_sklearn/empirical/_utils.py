@@ -65,9 +65,7 @@ def check_real(value: Any, name: str, *, low: float | None = None, strict: bool 
         )
     value = float(value)
     bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
-    if not np.isfinite(value) or (
-        low is not None and (value <= low if strict else value < low)
-    ):
+    if not np.isfinite(value) or (low is not None and (value <= low if strict else value < low)):
         raise ValueError(f"{name} must be a finite number{bound}; got {value!r}.")
     return value
 
@@ -212,8 +210,7 @@ def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> An
         ) from exc
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise ValueError(
-            f"apply_fn(params, x) must return one array; it returns {type(out).__name__} "
-            f"{out!r}."
+            f"apply_fn(params, x) must return one array; it returns {type(out).__name__} {out!r}."
         )
     if np.dtype(out.dtype).kind != "f":
         raise ValueError(
@@ -351,4 +348,3 @@ def as_key(random_state: Any) -> jax.Array:
 def default_float() -> np.dtype:
     """float64 inside ``jax.enable_x64(True)``, else float32."""
     return np.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
-
