@@ -153,6 +153,15 @@ default=(0.05, 20.0), (1e-4, 10.0), (1e-8, 1e3)
         Progress of long fits and predictions: ``1`` prints the memory plan of ``fit``, then
         every 10 s the kernel tiles done with an estimate of the time left and CG's iteration
         with its relative residual; ``2`` prints every tile and iteration. Silent at ``0``.
+    memory : str, joblib.Memory or None, default=None
+        Cache of the kernel matrices (between training rows, and of new rows against them), as
+        :class:`~sklearn.pipeline.Pipeline`'s ``memory``: a folder or a
+        :class:`joblib.Memory`. Kernels are keyed on the kernel's hyperparameters and the
+        inputs, not on ``alpha``, ``t``, the targets or the solver, so a
+        :class:`~sklearn.model_selection.GridSearchCV` over ``alpha``/``t`` computes one kernel
+        per fold, and fitting or predicting again on the same rows reads the stored kernels:
+        bitwise the same predictions. ``None``: no caching. For a grid over ``alpha`` and ``t``
+        the CV estimators (:class:`~ntk_sklearn.NTKRegressorCV` ...) are faster still.
 """
 
 _ATTRIBUTES_DOC = """
@@ -260,6 +269,7 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         input_scale=None,
         input_scale_bounds="fixed",
         verbose=0,
+        memory=None,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -294,6 +304,7 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         self.input_scale = input_scale
         self.input_scale_bounds = input_scale_bounds
         self.verbose = verbose
+        self.memory = memory
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
