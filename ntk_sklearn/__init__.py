@@ -5,6 +5,7 @@ inside a scoped ``jax.enable_x64``.
 """
 
 from ntk_sklearn._classifiers import NNGPClassifier, NTKClassifier
+from ntk_sklearn._cost_notice import LongComputationWarning
 from ntk_sklearn._cv_estimators import (
     NNGPClassifierCV,
     NNGPRegressorCV,
@@ -16,6 +17,7 @@ from ntk_sklearn._regressors import NNGPRegressor, NTKRegressor
 __version__ = "0.1.0"
 
 __all__ = [
+    "LongComputationWarning",
     "NNGPClassifier",
     "NNGPClassifierCV",
     "NNGPRegressor",
