@@ -4,9 +4,13 @@ Default parameters: closed-form leave-one-out over the default alphas; one case 
 and finite times.
 """
 
+import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ntk_sklearn import NNGPClassifierCV, NNGPRegressorCV, NTKClassifierCV, NTKRegressorCV
+
+# About 60 s per estimator on a quiet machine (5.6 min for all five under a load of 15).
+pytestmark = pytest.mark.slow
 
 
 @parametrize_with_checks(
