@@ -110,3 +110,42 @@ def test_long_work_estimate_uses_the_tiles_after_the_first(monkeypatch):
     with pytest.warns(LongComputationWarning, match="about 2 min 29 s"):
         progress.step()
         progress.step()  # 101 s elapsed + 48 tiles x 1 s
+
+
+@pytest.mark.slow
+def test_initial_outputs_recipe_predicts_the_trained_linearised_network():
+    """docs/model_selection.rst: fitting a user's model on ``y - f0(X)`` and adding ``f0`` back
+    predicts the linearised network trained by gradient descent from ``params`` (without it the
+    prediction misses ``f0``)."""
+    import jax
+
+    from ntk_sklearn.empirical import init_mlp
+    from ntk_sklearn.training import linearize, train_gd
+
+    with jax.enable_x64(True):
+        params, apply_fn = init_mlp(jax.random.PRNGKey(0), 2, depth=1, width=16, b_std=0.1)
+        params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+        rng = np.random.default_rng(0)
+        X, X_test = rng.normal(size=(12, 2)), rng.normal(size=(5, 2))
+        y = np.sin(X[:, 0])
+        lr, steps = 0.05, 400
+        trained = train_gd(
+            linearize(apply_fn, params),
+            params,
+            X,
+            y,
+            learning_rate=lr,
+            n_steps=steps,
+            x_test=X_test,
+            record_every=steps,
+        )
+        f0_train = np.asarray(apply_fn(params, X)).reshape(-1)
+        f0_test = np.asarray(apply_fn(params, X_test)).reshape(-1)
+    model = NTKRegressor(
+        kernel=(apply_fn, params), t=steps, learning_rate=lr, normalize_y=False, alpha=0.0
+    ).fit(X, y - f0_train)
+    network = np.asarray(trained.test_outputs[-1]).reshape(-1)
+    prediction = model.predict(X_test) + f0_test
+    # Gradient descent in steps of lr against the flow: O(lr·λ/m) relative, here below 1e-3.
+    np.testing.assert_allclose(prediction, network, rtol=0, atol=2e-3 * np.abs(network).max())
+    assert np.abs(model.predict(X_test) - network).max() > 10 * np.abs(prediction - network).max()
