@@ -57,12 +57,16 @@ _PARAMS_DOC = """
         Added to the diagonal of the training kernels (absolute units), as in
         :class:`~sklearn.kernel_ridge.KernelRidge` and
         :class:`~sklearn.gaussian_process.GaussianProcessRegressor`: a ridge penalty, or the
-        variance of observation noise.
+        variance of observation noise. Not neural-tangents' ``diag_reg``, which is relative
+        (``diag_reg · trace(K) / n``); see the user guide's "Model selection" page.
     t : float or None, default=None
         Training time of gradient descent; ``None`` is the converged limit ``t → ∞``.
         Convention (neural-tangents'): the loss is ``0.5 · mean((f - y)²)`` over all entries of
         ``y``, so the training outputs evolve as ``exp(-learning_rate · t · K / y.size)``: ``t``
-        counts steps of gradient descent with step ``learning_rate``.
+        counts steps of gradient descent with step ``learning_rate``. The infinite ensemble of
+        networks trained for ``t`` steps on ``y`` is exactly this only with ``alpha=0`` and
+        ``normalize_y=False`` (``alpha`` enters the flow; ``normalize_y`` trains on rescaled
+        targets).
     learning_rate : float, default=1.0
         Learning rate ``η`` of the gradient flow; only ``learning_rate · t`` matters.
     normalize_y : bool, default=True
@@ -83,7 +87,9 @@ _PARAMS_DOC = """
         test inputs. A pair ``(apply_fn, params)``: the empirical NTK (and output-product NNGP)
         of your own JAX model at ``params`` (:func:`~ntk_sklearn.empirical.empirical_ntk`), used
         in the same formulas (the prediction of the linearised model with the initial outputs
-        averaged out). NTK estimators only, and the mean only: one network has no NNGP (the
+        averaged out: the one network at ``params`` has initial outputs ``f₀`` that this
+        omits; fit on ``y - f₀(X)`` and add ``f₀`` to predict it). NTK estimators only, and the
+        mean only: one network has no NNGP (the
         product of its outputs is a rank-1 kernel), so the NNGP estimators refuse a pair and
         ``return_std``, ``return_cov`` and ``sample_y`` raise ``ValueError``. The pair is shown
         by ``repr`` as the function's name and the size of ``params``.

@@ -264,3 +264,14 @@ def test_cg_folds_approximate_the_direct_ones():
         cg.cv_results_["mean_test_score"], direct.cv_results_["mean_test_score"], atol=1e-6
     )
     assert cg.best_estimator_.solver_ == "cg"
+
+
+@pytest.mark.slow
+def test_docstring_examples_run():
+    import doctest
+
+    import ntk_sklearn._cv_estimators
+
+    result = doctest.testmod(ntk_sklearn._cv_estimators, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
