@@ -146,8 +146,10 @@ def _check_grid(alphas, ts) -> tuple[np.ndarray, list]:
             value = float(t)
         except (TypeError, ValueError) as err:
             raise ValueError(f"ts must hold numbers >= 0 or None; got {t!r}.") from err
-        if np.isnan(value) or value < 0:
-            raise ValueError(f"ts must hold numbers >= 0 (np.inf allowed) or None; got {t!r}.")
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(
+                f"ts must hold finite numbers >= 0, or None for the converged limit; got {t!r}."
+            )
         out.append(value)
     return grid, out
 
@@ -379,11 +381,11 @@ class NeuralKernelCV(BaseEstimator):
 
     def _leave_one_out(self, template, X, y, w, K, ts):
         """Closed-form leave-one-out outputs of every row for every alpha (``t = ∞`` only)."""
-        if any(t is not None and np.isfinite(t) for t in ts):
+        if any(t is not None for t in ts):
             raise ValueError(
                 "cv=None (closed-form leave-one-out) is exact only in the converged limit: "
-                "ts must be None, [None] or [np.inf]. Pass cv=5 (or a splitter) to "
-                "cross-validate finite training times."
+                "ts must be None or [None]. Pass cv=5 (or a splitter) to cross-validate finite "
+                "training times."
             )
         if self._fold_solver(template, X.shape[0], 1, ts) == "cg":
             raise ValueError(

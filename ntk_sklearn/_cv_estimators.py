@@ -25,7 +25,7 @@ _CV_PARAMS_DOC = """    alphas : array-like of shape (n_alphas,), default=(1e-6,
         chosen ``alpha_`` and ``cv_results_["param_alpha"]`` are the absolute values.
     cv : int, cross-validation generator, iterable or None, default=None
         ``None``: exact leave-one-out in closed form (as :class:`~sklearn.linear_model.RidgeCV`),
-        converged limit only (``ts`` ``None`` or ``inf``) and a direct solver. An int: that many
+        converged limit only (``ts=None``) and a direct solver. An int: that many
         folds (stratified for the classifiers), or any scikit-learn splitter, as in
         :class:`~sklearn.model_selection.GridSearchCV`.
     scoring : str, callable or None, default=None

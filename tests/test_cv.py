@@ -171,6 +171,26 @@ def test_closed_form_loo_equals_explicit_refits(cv_cls, cls, params, weighted):
         np.testing.assert_allclose(loo, np.array(expected), rtol=0, atol=1e-8)
 
 
+def test_singular_kernels_get_the_jitter_a_fit_adds():
+    """Duplicate rows and alpha=0: each fold's Cholesky (3 alphas or fewer) or eigendecomposition
+    (more) adds the jitter that the base estimator's fit adds, with its warning."""
+    X, y = _data(False, n=30)
+    X, y = np.vstack([X, X[:3]]), np.r_[y, y[:3]]
+    folds = KFold(3)
+    for alphas in ([0.0, 1e-3], [0.0, 1e-12, 1e-6, 1e-3]):
+        with pytest.warns(RuntimeWarning, match="jitter"):
+            model = NTKRegressorCV(alphas=alphas, cv=folds).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            search = GridSearchCV(NTKRegressor(), {"alpha": alphas}, cv=folds).fit(X, y)
+        np.testing.assert_allclose(
+            model.cv_results_["mean_test_score"],
+            search.cv_results_["mean_test_score"],
+            rtol=0,
+            atol=1e-8,
+        )
+
+
 def test_loo_score_is_the_score_of_the_loo_predictions():
     X, y = _data(False, n=30)
     model = NTKRegressorCV(alphas=[1e-2, 0.1], scoring="neg_mean_squared_error").fit(X, y)
@@ -246,8 +266,9 @@ def test_bad_grids_are_refused():
     for bad in ([], [-1.0], [[1.0]], ["a"]):
         with pytest.raises(ValueError, match="alphas"):
             NTKRegressorCV(alphas=bad).fit(X, y)
-    with pytest.raises(ValueError, match="ts"):
-        NTKRegressorCV(ts=[-1.0], cv=3).fit(X, y)
+    for bad in ([-1.0], [np.inf], []):
+        with pytest.raises(ValueError, match="ts"):
+            NTKRegressorCV(ts=bad, cv=3).fit(X, y)
     with pytest.raises(ValueError, match="cholesky"):
         NTKRegressorCV(ts=[1.0], cv=3, solver="cholesky").fit(X, y)
 
