@@ -17,6 +17,8 @@ from ntk_sklearn._progress import format_seconds
 
 #: Estimated durations above this many seconds are announced.
 THRESHOLD = 60.0
+#: Seconds of tiles (after the first) that the estimate is made from, at least.
+MIN_SECONDS = 3.0
 
 
 class LongComputationWarning(UserWarning):
@@ -24,7 +26,12 @@ class LongComputationWarning(UserWarning):
 
 
 def notice(progress) -> None:
-    """Called after each step of ``progress``: warn once if its task will take long."""
+    """Called after each step of ``progress``: warn once if its task will take long.
+
+    The estimate waits for :data:`MIN_SECONDS` of tiles after the first (or 5 % of the tiles),
+    so that one fast or slow tile does not decide it; work that passes :data:`THRESHOLD`
+    before then is announced as it is.
+    """
     state = progress.__dict__
     if state.get("_noticed") or progress.total < 3:
         return
@@ -32,9 +39,13 @@ def notice(progress) -> None:
     if progress.done <= 1:
         state["_first_step"] = now
         return
+    measured = now - state.get("_first_step", progress.start)
+    elapsed = now - progress.start
+    if measured < MIN_SECONDS and progress.done < 0.05 * progress.total and elapsed < THRESHOLD:
+        return
     state["_noticed"] = True  # one estimate per task, from the tiles after the first
-    per_tile = (now - state.get("_first_step", progress.start)) / (progress.done - 1)
-    total = (now - progress.start) + per_tile * (progress.total - progress.done)
+    per_tile = measured / (progress.done - 1)
+    total = elapsed + per_tile * (progress.total - progress.done)
     if total > THRESHOLD:
         warnings.warn(
             f"[ntk_sklearn] {progress.what}: about {format_seconds(total)} for "

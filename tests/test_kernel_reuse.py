@@ -103,13 +103,19 @@ def test_long_work_is_announced_once_per_task(monkeypatch):
 
 
 def test_long_work_estimate_uses_the_tiles_after_the_first(monkeypatch):
-    clock = iter([0.0, 100.0, 101.0, 102.0])  # the first tile compiles: 100 s; then 1 s each
+    # The first tile compiles (100 s); then 1 s per tile: the estimate waits for 3 s of them.
+    clock = iter([0.0, 100.0, 101.0, 102.0, 103.0])
     monkeypatch.setattr(_cost_notice.time, "perf_counter", lambda: next(clock))
-    progress = Progress("NTK 10x10", total=50, verbose=0)
+    monkeypatch.setattr(_cost_notice, "THRESHOLD", 1000.0)
+    progress = Progress("NTK 10x10", total=1000, verbose=0)
     progress.start = 0.0
-    with pytest.warns(LongComputationWarning, match="about 2 min 29 s"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LongComputationWarning)
         progress.step()
-        progress.step()  # 101 s elapsed + 48 tiles x 1 s
+        progress.step()
+        progress.step()  # 2 s of tiles measured: no estimate yet
+    with pytest.warns(LongComputationWarning, match="about 18 min 19 s"):
+        progress.step()  # 103 s elapsed + 996 tiles x 1 s = 1099 s
 
 
 @pytest.mark.slow
