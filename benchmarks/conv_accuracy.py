@@ -18,7 +18,7 @@ only. Across candidates (kernel NTK/NNGP, depth, readout pooling) the one with t
 accuracy (``best_score_``) is chosen, and only it is scored on the test split; every candidate's
 test accuracy is printed for information, the choice never looks at it. A kernel cache
 (``memory=``, a temporary folder unless ``--memory`` names one) lets the NNGP candidate reuse the
-NNGP that the NTK candidate of the same network computed.
+NNGP that the NTK candidate of the same network computed (so NTK candidates come first).
 
 The defaults are the models the earlier search of this benchmark chose (README, "Convolutional
 kernels"): CIFAR, NTK/NNGP, depth 2, local 3x3 pooling readout, ``flip_invariant=True`` on
@@ -55,7 +55,7 @@ SHAPES = {"mnist": (28, 28, 1), "cifar": (32, 32, 3)}
 #: The models chosen by the earlier search (README): kernels, depth, readout pooling, flips.
 DEFAULTS = {
     "cifar": {"kernels": ["ntk", "nngp"], "depths": [2], "poolings": ["local3"], "flip": True},
-    "mnist": {"kernels": ["nngp", "ntk"], "depths": [4], "poolings": ["local3"], "flip": False},
+    "mnist": {"kernels": ["ntk", "nngp"], "depths": [4], "poolings": ["local3"], "flip": False},
 }
 ESTIMATORS = {"ntk": NTKClassifierCV, "nngp": NNGPClassifierCV}
 
