@@ -5,8 +5,26 @@ inside a scoped ``jax.enable_x64``.
 """
 
 from ntk_sklearn._classifiers import NNGPClassifier, NTKClassifier
+from ntk_sklearn._cost_notice import LongComputationWarning
+from ntk_sklearn._cv_estimators import (
+    NNGPClassifierCV,
+    NNGPRegressorCV,
+    NTKClassifierCV,
+    NTKRegressorCV,
+)
 from ntk_sklearn._regressors import NNGPRegressor, NTKRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["NNGPClassifier", "NNGPRegressor", "NTKClassifier", "NTKRegressor", "__version__"]
+__all__ = [
+    "LongComputationWarning",
+    "NNGPClassifier",
+    "NNGPClassifierCV",
+    "NNGPRegressor",
+    "NNGPRegressorCV",
+    "NTKClassifier",
+    "NTKClassifierCV",
+    "NTKRegressor",
+    "NTKRegressorCV",
+    "__version__",
+]

@@ -23,13 +23,14 @@ from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
+    HasMethods,
     Interval,
     StrOptions,
     validate_parameter_constraints,
 )
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ntk_sklearn import _marginal_likelihood, _memory, _progress, dynamics
+from ntk_sklearn import _kernel_cache, _marginal_likelihood, _memory, _progress, dynamics
 from ntk_sklearn._pickle_refs import picklable
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
@@ -160,6 +161,7 @@ class NeuralKernelBase(BaseEstimator):
         "input_scale": [Interval(Real, 0, None, closed="neither"), "array-like", None],
         "input_scale_bounds": [tuple, list, StrOptions({"fixed"})],
         "verbose": ["verbose"],
+        "memory": [None, str, HasMethods(["cache"])],
     }
 
     # -- parameters, repr, clone ------------------------------------------------------------
@@ -329,8 +331,17 @@ class NeuralKernelBase(BaseEstimator):
         return ("ntk",) if self._user_model() else ("nngp", "ntk")
 
     def _kernels(self, x1: np.ndarray, x2: np.ndarray | None = None, names=None):
-        """The kernels ``names`` (default: those the dynamics need) between rows of x1 and x2."""
+        """The kernels ``names`` (default: those the dynamics need) between rows of x1 and x2.
+
+        Read from ``memory`` (and kernels a CV estimator hands over) when there: see
+        :mod:`ntk_sklearn._kernel_cache`.
+        """
         names = names or self._kernel_names()
+        out = _kernel_cache.cached_kernels(self, x1, x2, names, self._compute_kernels)
+        return _Kernels(out.get("nngp"), out.get("ntk"))
+
+    def _compute_kernels(self, x1: np.ndarray, x2: np.ndarray | None, names) -> dict:
+        """The kernels ``names`` between rows of x1 and x2, computed: ``{name: matrix}``."""
         x1, x2 = self._scaled(x1), None if x2 is None else self._scaled(x2)
         if self._user_model():
             apply_fn, params = self.kernel
@@ -356,9 +367,9 @@ class NeuralKernelBase(BaseEstimator):
                     "zero kernel learns nothing (every prediction would be the mean of y). Make "
                     "apply_fn differentiable in params."
                 )
-            return _Kernels(out.get("nngp"), out.get("ntk"))
+            return out
         if self.kernel == "empirical":
-            return monte_carlo_kernel(
+            kernels = monte_carlo_kernel(
                 x1,
                 x2,
                 width=self._hyper["width"],
@@ -367,13 +378,15 @@ class NeuralKernelBase(BaseEstimator):
                 get=names,
                 **self._kernel_kwargs(),
             )
-        return self._stack()(
-            self._rows(x1),
-            None if x2 is None else self._rows(x2),
-            get=names,
-            block_size=self._hyper["block_size"],
-            verbose=self._hyper["verbose"],
-        )
+        else:
+            kernels = self._stack()(
+                self._rows(x1),
+                None if x2 is None else self._rows(x2),
+                get=names,
+                block_size=self._hyper["block_size"],
+                verbose=self._hyper["verbose"],
+            )
+        return {name: getattr(kernels, name) for name in names}
 
     def _stack(self) -> Serial:
         """The analytic kernel's stack (:func:`~ntk_sklearn.architectures.make_stack`)."""

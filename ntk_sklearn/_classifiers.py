@@ -100,6 +100,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         input_scale=None,
         input_scale_bounds="fixed",
         verbose=0,
+        memory=None,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -133,6 +134,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self.input_scale = input_scale
         self.input_scale_bounds = input_scale_bounds
         self.verbose = verbose
+        self.memory = memory
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -56,6 +56,9 @@ class Progress:
 
     def step(self, count: int = 1) -> None:
         self.done += count
+        from ntk_sklearn._cost_notice import notice  # a warning before long work, at any verbose
+
+        notice(self)
         if self.verbose <= 0:
             return
         now = time.perf_counter()

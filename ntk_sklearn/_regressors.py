@@ -57,12 +57,16 @@ _PARAMS_DOC = """
         Added to the diagonal of the training kernels (absolute units), as in
         :class:`~sklearn.kernel_ridge.KernelRidge` and
         :class:`~sklearn.gaussian_process.GaussianProcessRegressor`: a ridge penalty, or the
-        variance of observation noise.
+        variance of observation noise. Not neural-tangents' ``diag_reg``, which is relative
+        (``diag_reg · trace(K) / n``); see the user guide's "Model selection" page.
     t : float or None, default=None
         Training time of gradient descent; ``None`` is the converged limit ``t → ∞``.
         Convention (neural-tangents'): the loss is ``0.5 · mean((f - y)²)`` over all entries of
         ``y``, so the training outputs evolve as ``exp(-learning_rate · t · K / y.size)``: ``t``
-        counts steps of gradient descent with step ``learning_rate``.
+        counts steps of gradient descent with step ``learning_rate``. The infinite ensemble of
+        networks trained for ``t`` steps on ``y`` is exactly this only with ``alpha=0`` and
+        ``normalize_y=False`` (``alpha`` enters the flow; ``normalize_y`` trains on rescaled
+        targets).
     learning_rate : float, default=1.0
         Learning rate ``η`` of the gradient flow; only ``learning_rate · t`` matters.
     normalize_y : bool, default=True
@@ -83,7 +87,9 @@ _PARAMS_DOC = """
         test inputs. A pair ``(apply_fn, params)``: the empirical NTK (and output-product NNGP)
         of your own JAX model at ``params`` (:func:`~ntk_sklearn.empirical.empirical_ntk`), used
         in the same formulas (the prediction of the linearised model with the initial outputs
-        averaged out). NTK estimators only, and the mean only: one network has no NNGP (the
+        averaged out: the one network at ``params`` has initial outputs ``f₀`` that this
+        omits; fit on ``y - f₀(X)`` and add ``f₀`` to predict it). NTK estimators only, and the
+        mean only: one network has no NNGP (the
         product of its outputs is a rank-1 kernel), so the NNGP estimators refuse a pair and
         ``return_std``, ``return_cov`` and ``sample_y`` raise ``ValueError``. The pair is shown
         by ``repr`` as the function's name and the size of ``params``.
@@ -159,6 +165,15 @@ default=(0.05, 20.0), (1e-4, 10.0), (1e-8, 1e3)
         Progress of long fits and predictions: ``1`` prints the memory plan of ``fit``, then
         every 10 s the kernel tiles done with an estimate of the time left and CG's iteration
         with its relative residual; ``2`` prints every tile and iteration. Silent at ``0``.
+    memory : str, joblib.Memory or None, default=None
+        Cache of the kernel matrices (between training rows, and of new rows against them), as
+        :class:`~sklearn.pipeline.Pipeline`'s ``memory``: a folder or a
+        :class:`joblib.Memory`. Kernels are keyed on the kernel's hyperparameters and the
+        inputs, not on ``alpha``, ``t``, the targets or the solver, so a
+        :class:`~sklearn.model_selection.GridSearchCV` over ``alpha``/``t`` computes one kernel
+        per fold, and fitting or predicting again on the same rows reads the stored kernels:
+        bitwise the same predictions. ``None``: no caching. For a grid over ``alpha`` and ``t``
+        the CV estimators (:class:`~ntk_sklearn.NTKRegressorCV` ...) are faster still.
 """
 
 _ATTRIBUTES_DOC = """
@@ -266,6 +281,7 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         input_scale=None,
         input_scale_bounds="fixed",
         verbose=0,
+        memory=None,
     ):
         self.architecture = architecture
         self.depth = depth
@@ -300,6 +316,7 @@ class _KernelRegressor(RegressorMixin, NeuralKernelBase):
         self.input_scale = input_scale
         self.input_scale_bounds = input_scale_bounds
         self.verbose = verbose
+        self.memory = memory
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

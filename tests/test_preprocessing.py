@@ -1,4 +1,5 @@
-"""Tests of NormScaler: scikit-learn's estimator checks and its behaviour."""
+"""Tests of NormScaler and ChannelStandardizer: scikit-learn's estimator checks and behaviour;
+the image recipe against the formula of the benchmark that chose it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import ntk_sklearn.preprocessing
-from ntk_sklearn.preprocessing import NormScaler
+from ntk_sklearn.preprocessing import ChannelStandardizer, NormScaler, make_image_preprocessor
 
 
-@parametrize_with_checks([NormScaler(), NormScaler(center=False, rms=2.5)])
+@parametrize_with_checks(
+    [NormScaler(), NormScaler(center=False, rms=2.5), ChannelStandardizer(n_channels=1)]
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -180,3 +183,51 @@ def test_docstring_examples_run():
     result = doctest.testmod(ntk_sklearn.preprocessing, raise_on_error=False, verbose=False)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def _images(n=7, shape=(6, 4, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    scales = np.array([1.0, 50.0, 0.01])[: shape[2]]
+    return rng.uniform(0, 255, size=(n, *shape)) * scales + np.arange(shape[2])
+
+
+def test_channel_standardizer_uses_all_pixels_of_a_channel():
+    images = _images()
+    X = images.reshape(len(images), -1)
+    scaler = ChannelStandardizer(n_channels=3).fit(X)
+    np.testing.assert_allclose(scaler.mean_, images.mean(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale_, images.std(axis=(0, 1, 2)), rtol=1e-12)
+    new = _images(seed=1)
+    expected = (new - images.mean(axis=(0, 1, 2))) / images.std(axis=(0, 1, 2))
+    out = scaler.transform(new.reshape(len(new), -1))
+    np.testing.assert_allclose(out, expected.reshape(len(new), -1), rtol=1e-12, atol=1e-12)
+
+
+def test_channel_standardizer_constant_channel_and_bad_width():
+    X = np.c_[np.arange(6.0), np.full(6, 4.0)]  # channel 1 constant
+    out = ChannelStandardizer(n_channels=2).fit_transform(X)
+    np.testing.assert_array_equal(out[:, 1], 0.0)
+    with pytest.raises(ValueError, match="multiple of n_channels=2"):
+        ChannelStandardizer(n_channels=2).fit(np.ones((3, 5)))
+
+
+def test_image_preprocessor_is_the_benchmark_pool2_recipe():
+    """Standardise channels (training statistics), 2x2 average pooling, then every image to
+    norm sqrt(H'W'C): the "pool2" preprocessing of benchmarks/conv_accuracy.py."""
+    shape = (6, 4, 3)
+    train, test = _images(shape=shape), _images(n=4, shape=shape, seed=3)
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+
+    def recipe(a):
+        a = ((a - mean) / std).reshape(len(a), 3, 2, 2, 2, 3).mean(axis=(2, 4))
+        flat = a.reshape(len(a), -1)
+        return flat / np.linalg.norm(flat, axis=1, keepdims=True) * np.sqrt(flat.shape[1])
+
+    prep = make_image_preprocessor(shape, window=2).fit(train.reshape(len(train), -1))
+    out = prep.transform(test.reshape(len(test), -1))
+    np.testing.assert_allclose(out, recipe(test), rtol=1e-12, atol=1e-12)
+    assert [name for name, _ in prep.steps] == ["standardize", "pool", "normalize"]
+    assert [name for name, _ in make_image_preprocessor(shape, window=1).steps] == [
+        "standardize",
+        "normalize",
+    ]
