@@ -31,7 +31,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ntk_sklearn import _kernel_cache, _marginal_likelihood, _memory, _progress, dynamics
-from ntk_sklearn._pickle_refs import picklable
+from ntk_sklearn._pickle_refs import picklable, picklable_object
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
 from ntk_sklearn.empirical._utils import check_params, params_bytes
@@ -211,9 +211,11 @@ class NeuralKernelBase(BaseEstimator):
         # A function (``activation=jnp.tanh``) as a reference that pickles (_pickle_refs.py).
         state = dict(super().__getstate__())  # object.__getstate__ gives __dict__ itself
         state["activation"] = picklable(state["activation"], "activation")
+        state["layers"] = picklable_object(state["layers"])
         if "_hyper" in state:
             state["_hyper"] = dict(state["_hyper"])
             state["_hyper"]["activation"] = picklable(state["_hyper"]["activation"], "activation")
+            state["_hyper"]["layers"] = picklable_object(state["_hyper"]["layers"])
         return state
 
     # -- fit-time checks ---------------------------------------------------------------------
@@ -755,6 +757,8 @@ class NeuralKernelBase(BaseEstimator):
         picks CG), else 1e-6 (see ``benchmarks/bench_cg_defaults.py``).
         """
         tol, rank = self._hyper["tol"], self._hyper["preconditioner_rank"]
+        if isinstance(rank, (bool, np.bool_)):
+            raise ValueError(f"preconditioner_rank must be an int >= 1 or 'auto'; got {rank!r}.")
         if tol == "auto":
             tol = self._AUTO_TOL_LARGE if n >= CG_MIN_N else 1e-6
         if rank == "auto":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import io
 import pickle
 from collections.abc import Callable
 
@@ -60,3 +61,43 @@ def picklable(fn, what: str):
         "function defined with def at the top level of a module, or a JAX function such as "
         "jnp.tanh or jax.nn.gelu."
     )
+
+
+class _RefPickler(pickle.Pickler):
+    """A pickler that stores unpicklable functions found inside an object as references."""
+
+    def reducer_override(self, obj):
+        # Functions only (they have a name); containers such as a callable stack are walked.
+        if callable(obj) and hasattr(obj, "__name__") and not isinstance(obj, type):
+            ref = picklable(obj, "a function inside layers")
+            if ref is not obj:
+                return ref.__reduce__()
+        return NotImplemented
+
+
+class _Pickled:
+    """Bytes that unpickle as the object they were made from."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self):
+        return pickle.loads, (self.data,)
+
+
+def picklable_object(obj):
+    """``obj``, or a stand-in that pickles it with its functions (``jnp.tanh``) as references.
+
+    For objects holding functions deep inside (a ``serial(...)`` stack with
+    ``Activation(jnp.tanh)``); it unpickles as ``obj`` itself.
+    """
+    if obj is None:
+        return obj
+    try:
+        pickle.dumps(obj)
+        return obj
+    except (pickle.PicklingError, TypeError, AttributeError):
+        pass
+    buffer = io.BytesIO()
+    _RefPickler(buffer).dump(obj)
+    return _Pickled(buffer.getvalue())

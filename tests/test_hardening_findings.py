@@ -391,3 +391,23 @@ def test_memory_advice_of_a_float32_fit_does_not_suggest_float32(data, monkeypat
     assert "dtype='float32'" not in str(info.value)
     with pytest.raises(MemoryError, match="Use dtype='float32' \\(half the memory\\)"):
         NNGPRegressor(solver="cg").fit(x, y)
+
+
+def test_a_serial_stack_with_a_jax_activation_pickles(data):
+    from ntk_sklearn.gaussian_process import NNGPKernel
+    from ntk_sklearn.kernels import Activation, Dense, serial
+
+    x, y = data
+    stack = serial(Dense(), Activation(jnp.tanh), Dense())
+    model = NTKRegressor(layers=stack).fit(x, y)
+    loaded = pickle.loads(pickle.dumps(model))
+    assert loaded.layers == stack and model.layers is stack
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    kernel = pickle.loads(pickle.dumps(NNGPKernel(layers=stack)))
+    np.testing.assert_array_equal(kernel(x), NNGPKernel(layers=stack)(x))
+
+
+def test_boolean_preconditioner_rank_is_named(data):
+    x, y = data
+    with pytest.raises(ValueError, match="preconditioner_rank must be an int >= 1 or 'auto'"):
+        NNGPRegressor(solver="cg", preconditioner_rank=True).fit(x, y)

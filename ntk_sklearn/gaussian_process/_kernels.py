@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from ntk_sklearn._memory import check_memory
-from ntk_sklearn._pickle_refs import picklable
+from ntk_sklearn._pickle_refs import picklable, picklable_object
 from ntk_sklearn._validation import InvalidArgumentError, check_scalar
 from ntk_sklearn.architectures import make_stack, replace_stds, reshape_inputs
 from ntk_sklearn.kernels import Serial, _tiling, kernel_matrices
@@ -95,6 +95,7 @@ class _NeuralKernel(Kernel):
         # A function (``activation=jnp.tanh``) as a reference that pickles (_pickle_refs.py).
         state = dict(self.__dict__)
         state["activation"] = picklable(state["activation"], "activation")
+        state["layers"] = picklable_object(state["layers"])
         return state
 
     # -- hyperparameters ---------------------------------------------------------------------
