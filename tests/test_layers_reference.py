@@ -51,9 +51,7 @@ def build_layers(specs) -> list:
             out.append(Dense(w_std, b_std, parameterization=param, width=width))
         elif kind == "conv":
             width, filt, strides, padding, w_std, b_std, param = args
-            out.append(
-                Conv(tuple(filt), tuple(strides), padding, w_std, b_std, param, width=width)
-            )
+            out.append(Conv(tuple(filt), tuple(strides), padding, w_std, b_std, param, width=width))
         elif kind == "act":
             out.append(Activation(args[0]))
         elif kind == "avgpool":
