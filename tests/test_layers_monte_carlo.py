@@ -25,6 +25,8 @@ from ntk_sklearn.kernels import (
     serial,
 )
 
+pytestmark = pytest.mark.slow  # each test takes 10-100 s on 2 shared cores
+
 WIDTH = 512
 HP = jax.lax.Precision.HIGHEST
 

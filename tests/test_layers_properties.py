@@ -91,6 +91,7 @@ STACKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STACKS)
 def test_symmetric_psd_diag_blocks_and_float32(name):
     stack, shape = STACKS[name]
@@ -115,6 +116,7 @@ def test_symmetric_psd_diag_blocks_and_float32(name):
         assert np.abs(a - b).max() / np.abs(b).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_sequences_and_volumes_equal_images_with_a_unit_axis():
     """A 1-D stack on (n, L, C) equals the 2-D stack on (n, 1, L, C) with (1, k) filters, and a
     3-D stack on (n, 1, H, W, C) the 2-D one on (n, H, W, C) (the 2-D layers are checked
@@ -173,6 +175,7 @@ def _lift(layer, grow):
     return layer
 
 
+@pytest.mark.slow
 def test_bands_equal_all_pairs_for_sequences_and_volumes():
     for stack, shape in [
         (serial(Conv((3,), w_std=1.5), Relu(), AvgPool((3,), (1,)), Flatten(), Dense()), (9, 2)),
@@ -194,6 +197,7 @@ def test_bands_equal_all_pairs_for_sequences_and_volumes():
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-13 * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_residual_blocks_loop_and_equal_the_unrolled_stack():
     """Repeated residual blocks run as one lax.scan; the result equals the unrolled stack."""
     block = _block(Conv((3, 3), w_std=1.3, b_std=0.1))
@@ -213,6 +217,7 @@ def _central_difference(f, x, h):
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet", "attention-layernorm", "standard-concat"])
 def test_gradients_match_central_differences(name):
     """d/dstd of every layer (the stack's leaves) and d/dx, with a duplicate row (its
