@@ -48,6 +48,17 @@ class GlobalSelfAttention(Layer):
     width : int, default=None
         Output channels of the finite network (read by a following standard layer or
         ``FanInConcat``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import (Conv, Dense, GlobalAvgPool, GlobalSelfAttention, Relu,
+    ...                                  serial)
+    >>> stack = serial(Conv((1,)), GlobalSelfAttention(n_heads=4), Relu(), GlobalAvgPool(),
+    ...                Dense())
+    >>> sequences = np.random.default_rng(0).normal(size=(3, 16, 8))  # (n, length, channels)
+    >>> stack(sequences).ntk.shape
+    (3, 3)
     """
 
     n_heads: int = 1

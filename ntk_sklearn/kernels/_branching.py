@@ -39,6 +39,15 @@ class FanOut(Layer):
     ----------
     n : int
         Number of branches (>= 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import Dense, FanInSum, FanOut, Identity, Relu, parallel, serial
+    >>> residual = serial(Dense(1.4), FanOut(2), parallel(serial(Relu(), Dense(1.4)), Identity()),
+    ...                   FanInSum(), Relu(), Dense())
+    >>> residual(np.eye(3), get="ntk").shape
+    (3, 3)
     """
 
     packable: ClassVar[bool] = True
@@ -94,7 +103,21 @@ class _FanIn(Layer):
 
 @dataclasses.dataclass(frozen=True)
 class FanInSum(_FanIn):
-    """Sum of the branches: ``Σ = Σ_i Σ_i``, ``Θ = Σ_i Θ_i`` (uncorrelated branches)."""
+    """Sum of the branches: ``Σ = Σ_i Σ_i``, ``Θ = Σ_i Θ_i`` (uncorrelated branches).
+
+    All branches but at most one must end in fresh Gaussian weights (a ``Dense``, ``Conv`` or
+    ``GlobalSelfAttention`` since the ``FanOut``, then only linear maps): the skip connection
+    ``Identity()`` is the one. Other sums are refused (they have cross terms).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import Dense, FanInSum, FanOut, Identity, parallel, serial
+    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    >>> skip = serial(Dense(), FanOut(2), parallel(Dense(), Identity()), FanInSum(), Dense())
+    >>> bool(np.allclose(skip(x, get="nngp"), 2 * serial(Dense(), Dense())(x, get="nngp")))
+    True
+    """
 
     packable: ClassVar[bool] = True
 
@@ -127,7 +150,21 @@ class FanInSum(_FanIn):
 @dataclasses.dataclass(frozen=True)
 class FanInConcat(_FanIn):
     """Concatenation of the branches along the channel axis: the width-weighted average of
-    their kernels (equal weights when no branch says its width)."""
+    their kernels (equal weights when no branch says its width; every branch or none must).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import Dense, Erf, FanInConcat, FanOut, Relu, parallel, serial
+    >>> wide = serial(FanOut(2), parallel(serial(Dense(width=96), Relu()),
+    ...                                   serial(Dense(width=32), Erf())),
+    ...               FanInConcat(), Dense())
+    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    >>> relu = serial(Dense(), Relu(), Dense())(x, get="nngp")
+    >>> erf = serial(Dense(), Erf(), Dense())(x, get="nngp")
+    >>> bool(np.allclose(wide(x, get="nngp"), 0.75 * relu + 0.25 * erf))  # 96 and 32 channels
+    True
+    """
 
     packable: ClassVar[bool] = True
 

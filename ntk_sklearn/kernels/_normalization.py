@@ -39,6 +39,17 @@ class LayerNorm(Layer):
         on its own; ``(1, 2, 3)`` on images: over the whole image.
     eps : float, default=1e-12
         Added to the variance (as neural-tangents does).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import Conv, Dense, Flatten, LayerNorm, Relu, serial
+    >>> stack = serial(Conv((3, 3), w_std=1.3), LayerNorm(axis=(1, 2, 3)), Relu(), Flatten(),
+    ...                Dense())
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 5, 3))
+    >>> k = stack(np.concatenate([x, 10 * x]), get="nngp")  # invariant to the input's scale
+    >>> bool(np.allclose(k[:2, :2], k[2:, 2:]))
+    True
     """
 
     packable = True
