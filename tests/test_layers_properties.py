@@ -326,3 +326,51 @@ def test_new_layers_are_values_and_pytrees():
     assert repr(Dense(1.5)) == "Dense(w_std=1.5, b_std=0.0)"
     assert "parameterization='standard'" in repr(Dense(parameterization="standard", width=3))
     assert repr(parallel(Relu(), Identity())).startswith("parallel(serial(Activation(")
+
+
+@pytest.mark.multiprocess
+def test_two_devices_give_the_same_kernel():
+    """A residual stack's tiles spread over 2 (host) devices give the 1-device kernel."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent(
+        """
+        import jax, numpy as np
+        from ntk_sklearn.kernels import (Conv, Dense, FanInSum, FanOut, GlobalAvgPool,
+                                         Identity, LayerNorm, Relu, parallel, serial)
+        assert len(jax.devices()) == 2
+        conv = Conv((3,), w_std=1.3, b_std=0.1)
+        stack = serial(conv, FanOut(2), parallel(serial(Relu(), conv), Identity()), FanInSum(),
+                       LayerNorm(), Relu(), GlobalAvgPool(), Dense())
+        x = np.random.default_rng(0).normal(size=(9, 6, 2))
+        with jax.enable_x64(True):
+            np.save("out.npy", stack(x, block_size=3).ntk)
+        """
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-c", code], cwd=tmp, env=env, check=True, timeout=300)
+        two = np.load(os.path.join(tmp, "out.npy"))
+    conv = Conv((3,), w_std=1.3, b_std=0.1)
+    stack = serial(
+        conv,
+        FanOut(2),
+        parallel(serial(Relu(), conv), Identity()),
+        FanInSum(),
+        LayerNorm(),
+        Relu(),
+        GlobalAvgPool(),
+        Dense(),
+    )
+    one = stack(np.random.default_rng(0).normal(size=(9, 6, 2))).ntk
+    np.testing.assert_allclose(two, one, rtol=1e-12)
