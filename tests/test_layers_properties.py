@@ -374,3 +374,35 @@ def test_two_devices_give_the_same_kernel():
     )
     one = stack(np.random.default_rng(0).normal(size=(9, 6, 2))).ntk
     np.testing.assert_allclose(two, one, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readout", ["pool-flatten", "gap"])
+def test_volumes_are_equivariant_to_permuting_their_axes(readout):
+    """A 3-D stack on volumes whose spatial axes are permuted, with its filters, strides and
+    windows permuted alike, gives the same kernel (no axis is mixed up with another)."""
+    x = _rows((4, 5, 3, 2), n=4)
+
+    def stack(perm):
+        def f(t):
+            return tuple(t[i] for i in perm)
+
+        head = (
+            [AvgPool(f((2, 1, 2)), f((1, 1, 1)), "SAME"), Flatten()]
+            if readout == "pool-flatten"
+            else [GlobalAvgPool()]
+        )
+        return serial(
+            Conv(f((3, 2, 3)), f((1, 2, 1)), "SAME", 1.4, 0.1),
+            Relu(),
+            Conv(f((2, 3, 1)), f((1, 1, 1)), "VALID", 1.3),
+            Erf(),
+            *head,
+            Dense(),
+        )
+
+    want = stack((0, 1, 2))(x)
+    for perm in [(1, 0, 2), (2, 1, 0), (1, 2, 0)]:
+        got = stack(perm)(np.transpose(x, (0, *(1 + i for i in perm), 4)))
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
