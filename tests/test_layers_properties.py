@@ -406,3 +406,21 @@ def test_volumes_are_equivariant_to_permuting_their_axes(readout):
         got = stack(perm)(np.transpose(x, (0, *(1 + i for i in perm), 4)))
         for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ntk_sklearn.kernels._branching",
+        "ntk_sklearn.kernels._normalization",
+        "ntk_sklearn.kernels._attention",
+    ],
+)
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
