@@ -129,7 +129,9 @@ class Serial:
 
         Parameters
         ----------
-        x1 : array-like of shape (n1, n_features) or (n1, height, width, channels)
+        x1 : array-like of shape (n1, n_features) or (n1, *positions, channels)
+            Vectors, sequences ``(n1, length, channels)``, images ``(n1, height, width,
+            channels)`` or volumes ``(n1, depth, height, width, channels)``.
         x2 : array-like of the same row shape, default=None
             ``None`` means ``x1``: the symmetric kernel, computed on and above the diagonal only.
         get : {"nngp", "ntk"} or tuple of them, default=("nngp", "ntk")
