@@ -22,10 +22,20 @@ Architectures (``act`` is ``Activation(activation, negative_slope, quadrature_po
   ``[2, 2, 2]``, ``[3, 3, 3]``), ``AvgPool((2, 2))`` between groups, then ``GlobalAvgPool()``
   and ``Dense(w_std, b_std)``. ``pooling`` does not apply (the readout is always the global
   average); images need at least 4 x 4 pixels.
+* ``"resnet"`` (neural-tangents' WideResNet, with a global average readout): a stem
+  ``Conv(filter_size, SAME)``, then three groups of ``depth`` residual blocks
+  ``FanOut(2), parallel(serial(act, Conv(filter_size, strides=s), act, Conv(filter_size)),
+  shortcut), FanInSum()``, whose first block has strides ``s`` = 1, 2, 2 and a
+  ``Conv(filter_size, strides=s)`` shortcut (the other blocks: ``Identity()``), then
+  ``GlobalAvgPool()`` and ``Dense(w_std, b_std)``. ``pooling`` does not apply.
+* ``"conv1d"``: ``"conv"`` on sequences, ``image_shape = (length, channels)``:
+  ``[Conv((filter_size,), SAME, w_std, b_std), act] * depth``, then the readout ``pooling``
+  (``"localW"`` pools ``W`` positions) and ``Dense(w_std, b_std)``.
 * ``layers=``: a custom :class:`~ntk_sklearn.kernels.Serial`, whose ``Dense``/``Conv`` layers get
-  ``w_std`` and ``b_std`` in place of their own (the other layers are kept as they are);
-  ``architecture``, ``depth``, ``activation``, ``filter_size`` and ``pooling`` are then ignored.
-  It takes images when ``image_shape`` is given, vectors otherwise.
+  ``w_std`` and ``b_std`` in place of their own (branches included; the other layers, e.g.
+  attention, keep theirs); ``architecture``, ``depth``, ``activation``, ``filter_size`` and
+  ``pooling`` are then ignored. It takes inputs of ``image_shape`` (sequences ``(L, C)``,
+  images ``(H, W, C)``, volumes ``(D, H, W, C)``) when given, vectors otherwise.
 
 ``flip_invariant=True`` averages a convolutional network over horizontal flips of its input
 (``serial(..., flip_invariant=True)``): its kernels and predictions are then exactly invariant to
@@ -46,10 +56,15 @@ from ntk_sklearn.kernels import (
     AvgPool,
     Conv,
     Dense,
+    FanInSum,
+    FanOut,
     Flatten,
     GlobalAvgPool,
+    Identity,
+    Parallel,
     Serial,
     fc_stack,
+    parallel,
     serial,
 )
 
@@ -63,7 +78,11 @@ __all__ = [
 ]
 
 #: Names accepted by ``architecture``.
-ARCHITECTURES = ("fc", "conv", "myrtle")
+ARCHITECTURES = ("fc", "conv", "myrtle", "resnet", "conv1d")
+#: Spatial axes of the inputs of each architecture on positions (``layers=``: any of 1-3).
+_SPATIAL_AXES = {"conv": 2, "myrtle": 2, "resnet": 2, "conv1d": 1}
+#: Strides of the first block of each residual group of ``"resnet"``.
+_RESNET_STRIDES = (1, 2, 2)
 #: Names accepted by ``pooling`` (the readout of ``architecture="conv"``), cheapest first.
 POOLINGS = ("flatten", "local2", "local3", "local4", "gap")
 #: Groups of convolutions of the Myrtle architecture, separated by 2 x 2 average pooling.
@@ -78,21 +97,32 @@ def _check_architecture(architecture) -> str:
     return architecture
 
 
-def _check_image_shape(image_shape) -> tuple[int, int, int] | None:
+def _check_image_shape(image_shape, architecture: str = "fc", layers=None) -> tuple | None:
     if image_shape is None:
         return None
     try:
         items = tuple(image_shape)
     except TypeError:
         items = ()
-    if len(items) != 3 or not all(
+    axes = _SPATIAL_AXES.get(architecture) if layers is None else None
+    sizes = (axes + 1,) if axes else (2, 3, 4)
+    if len(items) not in sizes or not all(
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in items
     ):
-        raise InvalidArgumentError(
-            "image_shape must be None or three positive integers (height, width, channels); "
-            f"got {image_shape!r}."
+        what = {
+            (2,): "two positive integers (length, channels)",
+            (3,): "three positive integers (height, width, channels)",
+        }.get(
+            sizes,
+            "2 to 4 positive integers: (length, channels), (height, width, channels) or "
+            "(depth, height, width, channels)",
         )
-    return int(items[0]), int(items[1]), int(items[2])
+        raise InvalidArgumentError(
+            f"image_shape must be None or {what}"
+            + (f" for architecture={architecture!r}" if axes else "")
+            + f"; got {image_shape!r}."
+        )
+    return tuple(int(v) for v in items)
 
 
 def takes_images(architecture: str = "fc", image_shape=None, layers: Serial | None = None) -> bool:
@@ -152,7 +182,8 @@ def reshape_inputs(
     (5, 2, 3, 2)
     """
     x = as_matrix(X, name)
-    _check_features(x.shape[1], architecture, _check_image_shape(image_shape), layers, name)
+    image_shape = _check_image_shape(image_shape, architecture, layers)
+    _check_features(x.shape[1], architecture, image_shape, layers, name)
     if not takes_images(architecture, image_shape, layers):
         return x
     return x.reshape(x.shape[0], *image_shape)
@@ -189,14 +220,17 @@ Activation(activation='relu', negative_slope=0.01, quadrature_points=64), \
 Dense(w_std=1.5, b_std=0.1))
     """
     return serial(
-        *(
-            dataclasses.replace(layer, w_std=w_std, b_std=b_std)
-            if isinstance(layer, (Dense, Conv))
-            else layer
-            for layer in stack.layers
-        ),
+        *(_with_stds(layer, w_std, b_std) for layer in stack.layers),
         flip_invariant=stack.flip_invariant,
     )
+
+
+def _with_stds(layer, w_std, b_std):
+    if isinstance(layer, (Dense, Conv)):
+        return dataclasses.replace(layer, w_std=w_std, b_std=b_std)
+    if isinstance(layer, Parallel):
+        return Parallel(tuple(replace_stds(branch, w_std, b_std) for branch in layer.branches))
+    return layer
 
 
 def make_stack(
@@ -219,10 +253,12 @@ def make_stack(
 
     Parameters
     ----------
-    architecture : {"fc", "conv", "myrtle"}, default="fc"
-        Fully-connected, convolutional, or Myrtle (convolutions with pooling between groups).
+    architecture : {"fc", "conv", "myrtle", "resnet", "conv1d"}, default="fc"
+        Fully-connected, convolutional, Myrtle (convolutions with pooling between groups),
+        WideResNet-style residual, or convolutional on sequences.
     depth : int, default=1
-        Hidden layers (``"fc"``, ``"conv"``: ``>= 0``) or convolutions (``"myrtle"``: ``>= 3``).
+        Hidden layers (``"fc"``, ``"conv"``, ``"conv1d"``: ``>= 0``), convolutions
+        (``"myrtle"``: ``>= 3``) or residual blocks per group (``"resnet"``: ``>= 1``).
     activation : str or callable, default="relu"
         A name of :func:`~ntk_sklearn.kernels.available_activations` or an elementwise JAX
         function.
@@ -233,10 +269,13 @@ def make_stack(
         Slope of ``"leaky_relu"`` for negative inputs.
     quadrature_points : int, default=64
         Nodes per dimension of the quadrature of activations without a closed form.
-    image_shape : (int, int, int), default=None
-        ``(height, width, channels)`` of one image; required by ``"conv"`` and ``"myrtle"``.
-    filter_size : int or (int, int), default=3
-        Convolution filter of ``"conv"`` and ``"myrtle"`` (``3`` means ``(3, 3)``).
+    image_shape : tuple of int, default=None
+        ``(height, width, channels)`` of one image, required by ``"conv"``, ``"myrtle"`` and
+        ``"resnet"``; ``(length, channels)`` of one sequence for ``"conv1d"``; any of these or
+        ``(depth, height, width, channels)`` with ``layers=``.
+    filter_size : int or tuple of int, default=3
+        Convolution filter of the architectures on positions (``3`` means ``(3, 3)`` on images,
+        ``(3,)`` on sequences).
     pooling : {"flatten", "local2", "local3", "local4", "gap"}, default="flatten"
         Readout of ``"conv"`` before the last ``Dense``: ``Flatten()``; local average pooling
         ``AvgPool((w, w), strides=(1, 1))`` of width ``w`` = 2, 3, 4 then ``Flatten()``; or
@@ -271,7 +310,7 @@ def make_stack(
     >>> len(make_stack("myrtle", depth=4, image_shape=(8, 8, 3)).layers)  # Myrtle-5
     12
     """
-    image_shape = _check_image_shape(image_shape)
+    image_shape = _check_image_shape(image_shape, architecture, layers)
     if layers is not None:
         if not isinstance(layers, Serial):
             raise InvalidArgumentError(
@@ -300,14 +339,28 @@ def make_stack(
     return stack
 
 
-def _readout(pooling: str) -> Serial:
+def _readout(pooling: str, axes: int) -> Serial:
     """The layers between the last convolution block and the ``Dense`` readout."""
     if pooling == "flatten":
         return serial(Flatten())
     if pooling == "gap":
         return serial(GlobalAvgPool())
     width = int(pooling.removeprefix("local"))
-    return serial(AvgPool((width, width), strides=(1, 1)), Flatten())
+    return serial(AvgPool((width,) * axes, strides=(1,) * axes), Flatten())
+
+
+def _resnet(depth: int, act: Activation, conv: Conv) -> Serial:
+    """neural-tangents' WideResNet (its ``AvgPool((8, 8))``-``Flatten`` readout as a global
+    average): a stem, three groups of ``depth`` residual blocks, ``GlobalAvgPool``, ``Dense``."""
+    layers = [conv]
+    for stride in _RESNET_STRIDES:
+        for block in range(depth):
+            strides = (stride, stride) if block == 0 else (1, 1)
+            strided = dataclasses.replace(conv, strides=strides)
+            main = serial(act, strided, act, conv)
+            shortcut = strided if block == 0 else Identity()
+            layers += [FanOut(2), parallel(main, shortcut), FanInSum()]
+    return serial(*layers, GlobalAvgPool(), Dense(conv.w_std, conv.b_std))
 
 
 def _named_stack(architecture, depth, act, w_std, b_std, filter_size, pooling) -> Serial:
@@ -316,10 +369,16 @@ def _named_stack(architecture, depth, act, w_std, b_std, filter_size, pooling) -
     act = Activation(*act)
     if pooling not in POOLINGS:
         raise InvalidArgumentError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
+    if architecture == "conv1d":
+        filter_size = (filter_size,) if isinstance(filter_size, (int, np.integer)) else filter_size
     block = [Conv(filter_size, padding="SAME", w_std=w_std, b_std=b_std), act]
-    if architecture == "conv":
+    if architecture in ("conv", "conv1d"):
         depth = check_int(depth, "depth (number of convolutional layers)")
-        return serial(*block * depth, _readout(pooling), Dense(w_std, b_std))
+        axes = len(block[0].filter_shape)
+        return serial(*block * depth, _readout(pooling, axes), Dense(w_std, b_std))
+    if architecture == "resnet":
+        depth = check_int(depth, "depth (residual blocks per group of the ResNet)", low=1)
+        return _resnet(depth, act, block[0])
     depth = check_int(depth, "depth (number of convolutions of the Myrtle network)", low=3)
     groups = [depth // _MYRTLE_GROUPS + (g < depth % _MYRTLE_GROUPS) for g in range(3)]
     pool = AvgPool((2, 2))

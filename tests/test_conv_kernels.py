@@ -635,7 +635,7 @@ def test_shape_errors_before_computing(stack, x, message):
     "make, message",
     [
         (lambda: Conv(strides=(0, 1)), "strides"),
-        (lambda: Conv(filter_shape=(3,)), "filter_shape"),
+        (lambda: Conv(filter_shape=(3, 3, 3, 3)), "filter_shape"),  # 1-3 spatial axes
         (lambda: Conv(padding="CIRCULAR"), "padding"),
         (lambda: AvgPool((2, 2), padding="FULL"), "padding"),
         (lambda: Dense(w_std=-1.0), "w_std"),

@@ -4,6 +4,17 @@ Layers (neural-tangents' ``stax`` names) compose with :func:`serial` into a kern
 :func:`fc_kernel` is the fully-connected special case.
 """
 
+from ntk_sklearn.kernels._activation_layer import (
+    Abs,
+    Activation,
+    Erf,
+    Gelu,
+    Identity,
+    LeakyRelu,
+    Relu,
+    Sign,
+    Sin,
+)
 from ntk_sklearn.kernels._activations import (
     Nonlinearity,
     available_activations,
@@ -11,25 +22,18 @@ from ntk_sklearn.kernels._activations import (
     quadrature_activation,
     register_activation,
 )
+from ntk_sklearn.kernels._attention import GlobalSelfAttention
+from ntk_sklearn.kernels._branching import FanInConcat, FanInSum, FanOut, Parallel
 from ntk_sklearn.kernels._fc import fc_kernel, fc_kernel_diag, fc_stack
-from ntk_sklearn.kernels._layers import (
-    Abs,
-    Activation,
-    AvgPool,
-    Conv,
-    Dense,
-    Erf,
-    Flatten,
-    Gelu,
-    GlobalAvgPool,
-    Identity,
-    Layer,
-    LeakyRelu,
-    Relu,
-    Sign,
-    Sin,
+from ntk_sklearn.kernels._layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Layer
+from ntk_sklearn.kernels._normalization import LayerNorm
+from ntk_sklearn.kernels._serial import (
+    KernelMatrices,
+    Serial,
+    kernel_matrices,
+    parallel,
+    serial,
 )
-from ntk_sklearn.kernels._serial import KernelMatrices, Serial, kernel_matrices, serial
 
 __all__ = [
     "Abs",
@@ -38,14 +42,20 @@ __all__ = [
     "Conv",
     "Dense",
     "Erf",
+    "FanInConcat",
+    "FanInSum",
+    "FanOut",
     "Flatten",
     "Gelu",
     "GlobalAvgPool",
+    "GlobalSelfAttention",
     "Identity",
     "KernelMatrices",
     "Layer",
+    "LayerNorm",
     "LeakyRelu",
     "Nonlinearity",
+    "Parallel",
     "Relu",
     "Serial",
     "Sign",
@@ -56,6 +66,7 @@ __all__ = [
     "fc_stack",
     "get_activation",
     "kernel_matrices",
+    "parallel",
     "quadrature_activation",
     "register_activation",
     "serial",

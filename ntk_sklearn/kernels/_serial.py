@@ -32,10 +32,12 @@ import numpy as np
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn._progress import Progress
 from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, parse_get
-from ntk_sklearn.kernels import _tiling
-from ntk_sklearn.kernels._layers import Layer, Shape
+from ntk_sklearn.kernels import _plan, _tiling
+from ntk_sklearn.kernels._branching import FanOut, Parallel, _FanIn
+from ntk_sklearn.kernels._layers import Layer
+from ntk_sklearn.kernels._plan import Bound, layout_of
 from ntk_sklearn.kernels._spatial import band_crop, band_from_full
-from ntk_sklearn.kernels._state import KernelState, input_state, is_band, pixel_variances
+from ntk_sklearn.kernels._state import KernelState, input_state, pixel_variances
 
 #: Bytes of working memory a tile may use (covariances and temporaries).
 TILE_BYTES = 256 * 2**20
@@ -80,77 +82,37 @@ class Serial:
     def layouts(self, input_shape: tuple[int, ...]) -> tuple:
         """Check that the stack fits ``input_shape`` (one row); the input layout of each layer.
 
-        A layer's input layout is ``"fc"`` for vectors; for images, the cheapest that holds the
-        pixel pairs its readout needs (neural-tangents' ``diagonal_spatial``, extended to
-        bands): ``"diag"`` (same pixel) when only ``Flatten`` follows, ``("band", rh, rw)``
-        when the pooling ahead pairs pixels at most ``(rh, rw)`` apart and that is fewer pairs
-        than all of them, else ``"full"``.
+        A layer's input layout is ``"fc"`` for vectors; for positions, the cheapest that holds
+        the pairs its readout needs (neural-tangents' ``diagonal_spatial``, extended to
+        bands): ``"diag"`` (same position) when only ``Flatten`` follows, ``("band", *r)``
+        when the pooling ahead pairs positions at most ``r`` apart and that is fewer pairs
+        than all of them, else ``"full"``. A ``parallel`` layer's entry is a tuple of its
+        branches' plans; a layer whose ``apply`` takes a static fact about its input (a
+        standard layer's input width) has a ``Bound(layout, info)``.
 
         Raises ``ValueError`` naming the first layer that does not fit, or a stack that ends on
-        images.
+        positions or with open branches.
         """
-        return tuple(layout for layout, _ in self._plan(input_shape))
+        return self._plan(tuple(input_shape))[0]
 
-    def _plan(self, input_shape: tuple[int, ...]) -> tuple:
-        """``(layout, (H, W) or None)`` of each layer's input (see :meth:`layouts`)."""
-        if len(input_shape) not in (1, 3):
+    def _plan(self, input_shape: tuple[int, ...]) -> tuple[tuple, int]:
+        """``(entries, pair_size)`` (see :meth:`layouts` and :func:`_plan.plan`)."""
+        if not 1 <= len(input_shape) <= 4:
             raise ValueError(
-                "Inputs must be (n, features) for dense stacks or (n, height, width, channels) "
-                f"for convolutional stacks; got rows of shape {input_shape}."
+                "Inputs must be (n, features) for dense stacks, or (n, length, channels), "
+                "(n, height, width, channels) or (n, depth, height, width, channels) for "
+                f"convolutional stacks; got rows of shape {input_shape}."
             )
-        shape: Shape = None if len(input_shape) == 1 else tuple(input_shape[:2])
-        if self.flip_invariant and shape is None:
+        if self.flip_invariant and len(input_shape) == 1:
             raise ValueError(
                 "flip_invariant=True averages over horizontal flips of images; the inputs are "
                 f"vectors of shape {input_shape}. Give images (n, height, width, channels)."
             )
-        shapes = []
-        for layer in self.layers:
-            shapes.append(shape)
-            out = layer.output_shape(shape)
-            if self.flip_invariant and shape is not None and not layer.mirror_symmetric(shape):
-                raise ValueError(
-                    f"flip_invariant=True needs every layer to commute with a horizontal flip; "
-                    f"{layer!r} on images {shape[1]} pixels wide does not (its windows are not "
-                    "mirror-symmetric). Use stride 1 with odd filters and padding='SAME', or "
-                    "strides that divide (width - window) with padding='VALID'."
-                )
-            shape = out
-        if shape is not None:
-            raise ValueError(
-                f"{self!r} ends on images of shape {shape}: end it with Flatten() or "
-                "GlobalAvgPool() followed by a Dense readout."
-            )
-        # Backwards from the readout: the pair offsets each layer's input must carry.
-        layouts, radius, full = [], (0, 0), False
-        for layer, shape in zip(reversed(self.layers), reversed(shapes), strict=True):
-            if shape is None:
-                layouts.append("fc")
-                continue
-            radius = layer.input_radius(radius)
-            # Once a layer needs all pairs, so does every layer before it.
-            full = (
-                full
-                or radius is None
-                or (2 * radius[0] + 1) * (2 * radius[1] + 1) >= (shape[0] * shape[1])
-            )
-            if full:
-                layouts.append("full")
-            elif radius == (0, 0):
-                layouts.append("diag")
-            else:
-                layouts.append(("band", *radius))
-        return tuple(zip(reversed(layouts), shapes, strict=True))
+        return _plan.plan(self.layers, input_shape, self.flip_invariant)
 
     def _pair_size(self, input_shape: tuple[int, ...]) -> int:
-        """Largest number of covariance entries carried per row pair."""
-        sizes = [1]
-        for layout, shape in self._plan(input_shape):
-            if shape is not None:
-                pixels = shape[0] * shape[1]
-                band = (2 * layout[1] + 1) * (2 * layout[2] + 1) if is_band(layout) else 1
-                sizes.append(pixels * (pixels if layout == "full" else band))
-        return max(sizes)
+        """Largest number of covariance entries carried per row pair (all branches)."""
+        return self._plan(tuple(input_shape))[1]
 
     # -- kernels -----------------------------------------------------------------------------
 
@@ -167,7 +129,9 @@ class Serial:
 
         Parameters
         ----------
-        x1 : array-like of shape (n1, n_features) or (n1, height, width, channels)
+        x1 : array-like of shape (n1, n_features) or (n1, *positions, channels)
+            Vectors, sequences ``(n1, length, channels)``, images ``(n1, height, width,
+            channels)`` or volumes ``(n1, depth, height, width, channels)``.
         x2 : array-like of the same row shape, default=None
             ``None`` means ``x1``: the symmetric kernel, computed on and above the diagonal only.
         get : {"nngp", "ntk"} or tuple of them, default=("nngp", "ntk")
@@ -318,10 +282,11 @@ class Serial:
 
 def _as_input(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
-    if arr.ndim not in (2, 4):
+    if not 2 <= arr.ndim <= 5:
         raise ValueError(
-            f"{name} must be (n, features) for dense stacks or (n, height, width, channels) for "
-            f"convolutional stacks; got shape {arr.shape}."
+            f"{name} must be (n, features) for dense stacks, or (n, length, channels), (n, "
+            "height, width, channels) or (n, depth, height, width, channels) for convolutional "
+            f"stacks; got shape {arr.shape}."
         )
     return as_array(arr, name, ndim=arr.ndim)
 
@@ -332,8 +297,10 @@ def serial(*layers: Layer | Serial, flip_invariant: bool = False) -> Serial:
     Parameters
     ----------
     *layers : Layer or Serial
-        ``Dense``, ``Conv``, ``AvgPool``, ``GlobalAvgPool``, ``Flatten``, activation layers
-        (``Relu()``, ``Erf()``, ``Activation(...)``, ...), or stacks (flattened in place).
+        ``Dense``, ``Conv``, ``AvgPool``, ``GlobalAvgPool``, ``Flatten``, ``LayerNorm``,
+        ``GlobalSelfAttention``, activation layers (``Relu()``, ``Erf()``,
+        ``Activation(...)``, ...), branching (``FanOut``, ``parallel(...)``, ``FanInSum``,
+        ``FanInConcat``), or stacks (flattened in place).
     flip_invariant : bool, default=False
         The kernels of the network averaged over horizontal flips ``g`` of its input image,
         ``(f(x) + f(g x)) / 2``: ``(k(x, x') + k(x, g x')) / 2`` for the NNGP and the NTK (the
@@ -384,6 +351,52 @@ Dense(w_std=1.4, b_std=0.0))
     return Serial(tuple(flat), bool(flip_invariant))
 
 
+def parallel(*branches: Layer | Serial) -> Parallel:
+    """Apply each branch to its own copy of the input (after ``FanOut(len(branches))``).
+
+    Parameters
+    ----------
+    *branches : Layer or Serial
+        One per branch: a layer, or a ``serial(...)`` stack (which may branch again inside,
+        closing its own fan-outs). ``Identity()`` passes its branch on unchanged (the skip
+        connection).
+
+    Returns
+    -------
+    Parallel
+        A layer to place between ``FanOut(n)`` and ``FanInSum()``/``FanInConcat()``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntk_sklearn.kernels import (Dense, FanInSum, FanOut, GlobalAvgPool, Conv,
+    ...                                  Identity, Relu, parallel, serial)
+    >>> block = serial(FanOut(2), parallel(serial(Relu(), Conv((3, 3), w_std=1.4)), Identity()),
+    ...                FanInSum())
+    >>> resnet = serial(Conv((3, 3)), block, block, Relu(), GlobalAvgPool(), Dense())
+    >>> k = resnet(np.random.default_rng(0).normal(size=(3, 6, 6, 2)))
+    >>> bool(np.all(np.linalg.eigvalsh(k.ntk) > 0))
+    True
+    """
+    if not branches:
+        raise ValueError("parallel needs at least one branch.")
+    stacks = []
+    for branch in branches:
+        if isinstance(branch, Layer):
+            branch = serial(branch)
+        elif not isinstance(branch, Serial):
+            raise TypeError(
+                f"parallel takes layers or serial(...) stacks, one per branch; got {branch!r}."
+            )
+        elif branch.flip_invariant:
+            raise ValueError(
+                f"{branch!r} averages its outputs over flips and cannot be a branch; pass "
+                "flip_invariant=True to the outermost serial(...) instead."
+            )
+        stacks.append(branch)
+    return Parallel(tuple(stacks))
+
+
 jax.tree_util.register_pytree_node(
     Serial,
     lambda s: (s.layers, s.flip_invariant),
@@ -403,16 +416,17 @@ def _run(
     state = _propagate(stack, x1, x2, want_ntk, layouts)
     if not stack.flip_invariant:
         return state
-    # k̄(x, x') = (k(x, x') + k(x, g x')) / 2, g reversing the width axis of NHWC images.
+    # k̄(x, x') = (k(x, x') + k(x, g x')) / 2, g reversing the last spatial axis (the width of
+    # NHWC images).
     if x2 is None:
         # The diagonal: each row with its own mirror image, as a 1 x 1 grid per row.
         def mirrored_pair(row):
-            one = _propagate(stack, row[None], row[None, :, ::-1], want_ntk, layouts)
+            one = _propagate(stack, row[None], row[None, ..., ::-1, :], want_ntk, layouts)
             return one.nngp[0, 0], None if one.ntk is None else one.ntk[0, 0]
 
         nngp, ntk = jax.vmap(mirrored_pair)(x1)
     else:
-        mirrored = _propagate(stack, x1, x2[:, :, ::-1], want_ntk, layouts)
+        mirrored = _propagate(stack, x1, x2[..., ::-1, :], want_ntk, layouts)
         nngp, ntk = mirrored.nngp, mirrored.ntk
     return state.replace(
         nngp=(state.nngp + nngp) / 2,
@@ -424,10 +438,11 @@ def _run(
 
 def _propagate(stack: Serial, x1, x2, want_ntk: bool, layouts) -> KernelState:
     """``_run`` without the flip average."""
-    state = input_state(x1, x2, layouts[0], want_ntk)
+    state = input_state(x1, x2, layout_of(layouts[0]), want_ntk)
     layers, i = stack.layers, 0
+    depths = _branch_depths(layers)
     while i < len(layers):
-        period, count = _repeat_at(layers, layouts, i)
+        period, count = _repeat_at(layers, layouts, depths, i)
         if count >= _MIN_SCAN_REPEATS:
             # The first group unrolled: it may take the inputs' zero NTK (``ntk_zero``), which
             # the loop's carry does not.
@@ -452,10 +467,22 @@ _MIN_SCAN_REPEATS = 3
 _MIN_SCAN_REPEATS_IMAGES = 2
 
 
-def _apply_group(layers, layouts, state: KernelState) -> KernelState:
-    for layer, layout in zip(layers, layouts, strict=True):
-        state = _narrow(state, layout)
-        state = layer.apply(state if layer.packable else state.unpack())
+def _apply_group(layers, layouts, state):
+    """Apply ``layers`` with their plan entries; ``state`` is a tuple between FanOut and a
+    fan-in."""
+    for layer, entry in zip(layers, layouts, strict=True):
+        if isinstance(layer, Parallel):
+            state = tuple(
+                _apply_group(branch.layers, plan, branch_state)
+                for branch, plan, branch_state in zip(layer.branches, entry, state, strict=True)
+            )
+            continue
+        layout, info = (entry.layout, entry.info) if isinstance(entry, Bound) else (entry, None)
+        if isinstance(state, tuple):
+            state = tuple(_narrow(s if layer.packable else s.unpack(), layout) for s in state)
+        else:
+            state = _narrow(state if layer.packable else state.unpack(), layout)
+        state = layer.apply(state) if info is None else layer.apply(state, info)
     return state
 
 
@@ -463,22 +490,39 @@ def _narrow(state: KernelState, layout) -> KernelState:
     """Drop the pixel pairs that the rest of the stack does not read (full → band → diag)."""
     if layout == state.layout or layout in ("fc", "full"):
         return state
+    d = state.spatial
     if layout == "diag":
-        return state.map_linear(lambda a: pixel_variances(a, state.layout)).replace(layout="diag")
+        return state.map_linear(lambda a: pixel_variances(a, state.layout, d)).replace(
+            layout="diag"
+        )
     radius = layout[1:]
     if state.layout == "full":
         return state.map_linear(lambda a: band_from_full(a, radius)).replace(layout="band")
     return state.map_linear(lambda a: band_crop(a, radius))
 
 
-def _repeat_at(layers, layouts, start: int) -> tuple[int, int]:
+def _branch_depths(layers) -> list[int]:
+    """Open ``FanOut`` branches before each layer (and after the last)."""
+    depths, depth = [], 0
+    for layer in layers:
+        depths.append(depth)
+        depth += isinstance(layer, FanOut)
+        depth -= isinstance(layer, _FanIn)
+    return [*depths, depth]
+
+
+def _repeat_at(layers, layouts, depths, start: int) -> tuple[int, int]:
     """The period and count of the longest run of identical layer groups starting at ``start``
     that is run as a loop (``(1, 1)`` if none).
 
     Groups are identical when their layers differ at most in hyperparameter values (the pytree
-    leaves) and have the same input layouts.
+    leaves) and have the same plan entries; a group starts and ends outside any branches (its
+    carry is one state).
     """
-    fewest = _MIN_SCAN_REPEATS if layouts[start] == "fc" else _MIN_SCAN_REPEATS_IMAGES
+    if depths[start]:
+        return (1, 1)
+    entry = layouts[start]
+    fewest = _MIN_SCAN_REPEATS if layout_of(entry) == "fc" else _MIN_SCAN_REPEATS_IMAGES
     best = (1, 1)
     for period in (1, 2, 3, 4):
         first = jax.tree_util.tree_structure(layers[start : start + period])
@@ -487,7 +531,11 @@ def _repeat_at(layers, layouts, start: int) -> tuple[int, int]:
         while start + (count + 1) * period <= len(layers):
             lo = start + count * period
             group = layers[lo : lo + period]
-            if jax.tree_util.tree_structure(group) != first or layouts[lo : lo + period] != key:
+            if (
+                jax.tree_util.tree_structure(group) != first
+                or layouts[lo : lo + period] != key
+                or depths[lo + period]
+            ):
                 break
             count += 1
         if period * count > best[0] * best[1] and count >= fewest:
@@ -577,10 +625,21 @@ _XLA_LOOP_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def _xla_loops(stack: Serial, row_shape: tuple[int, ...]) -> bool:
-    """Whether the tiles of ``stack`` on rows of ``row_shape`` compile without YNNPACK: images
-    whose covariances are same-pixel or bands. Vectors (matrix products) and all pixel pairs
-    (their products of the input images; 1.15x the pairs/s of global pooling) keep it."""
-    return len(row_shape) == 3 and "full" not in stack.layouts(row_shape)
+    """Whether the tiles of ``stack`` on rows of ``row_shape`` compile without YNNPACK: inputs
+    with positions whose covariances are same-position or bands. Vectors (matrix products) and
+    all pairs (their products of the inputs; 1.15x the pairs/s of global pooling on images)
+    keep it."""
+    return len(row_shape) >= 2 and "full" not in _all_layouts(stack.layouts(row_shape))
+
+
+def _all_layouts(entries):
+    """The layouts of a plan, branches included."""
+    for entry in entries:
+        if not isinstance(entry, Bound) and isinstance(entry, tuple) and entry[0] != "band":
+            for branch in entry:
+                yield from _all_layouts(branch)
+        else:
+            yield layout_of(entry)
 
 
 @functools.cache

@@ -7,12 +7,13 @@ For a block of ``n1`` rows against ``n2`` rows (``pairs=False``) the state holds
 * ``cov1``, ``cov2``: each row with itself, ``Σ(x, x)`` of shape ``(n, *S)``, which activations
   need for the variances of the pre-activations;
 
-where ``S`` is ``()`` for vectors (``layout="fc"``), ``(H, W)`` for same-pixel covariances
-(``"diag"``), ``(H, W, H, W)`` for all pixel pairs (``"full"``) and ``(2rh+1, 2rw+1, H, W)`` for
-the pairs within ``(rh, rw)`` pixels of each other (``"band"``; see ``_spatial``). A stack's plan
-names a band layout with its radius, ``("band", rh, rw)``. For the diagonal of a kernel
-(``pairs=True``), ``nngp``/``ntk`` are the kernels of each row with itself, ``(n, *S)``, and
-``cov1 = cov2 = None``.
+where ``S`` is ``()`` for vectors (``layout="fc"``), ``P`` for same-pixel covariances
+(``"diag"``), ``(*P, *P)`` for all pixel pairs (``"full"``) and ``(*(2r+1), *P)`` for the pairs
+within ``r`` pixels of each other (``"band"``; see ``_spatial``), with ``P`` the ``spatial``
+sizes of the inputs (``(L,)`` for sequences, ``(H, W)`` for images, ``(D, H, W)`` for volumes).
+A stack's plan names a band layout with its radius, ``("band", rh, rw)`` for images. For the
+diagonal of a kernel (``pairs=True``), ``nngp``/``ntk`` are the kernels of each row with
+itself, ``(n, *S)``, and ``cov1 = cov2 = None``.
 
 ``ntk_zero`` (static) says that ``ntk`` is the inputs' NTK, exactly 0: a weight layer then sets
 ``Θ' = Σ'`` without transforming the zeros. :meth:`KernelState.replace` with a new ``ntk``
@@ -46,6 +47,7 @@ class KernelState:
     pairs: bool = dataclasses.field(default=False, metadata={"static": True})
     rounding: float = dataclasses.field(default=8.0, metadata={"static": True})
     ntk_zero: bool = dataclasses.field(default=False, metadata={"static": True})
+    spatial: int = dataclasses.field(default=0, metadata={"static": True})
 
     def replace(self, **changes) -> KernelState:
         """A copy with ``changes``; a new ``ntk`` is not known to be zero unless said so."""
@@ -82,13 +84,15 @@ class KernelState:
 
     def masked(self) -> KernelState:
         """A band-layout state with the entries whose second pixel is off the image zeroed."""
-        return self.map_linear(band_masked) if self.layout == "band" else self
+        if self.layout != "band":
+            return self
+        return self.map_linear(lambda a: band_masked(a, self.spatial))
 
 
 jax.tree_util.register_dataclass(
     KernelState,
     data_fields=["nngp", "ntk", "cov1", "cov2"],
-    meta_fields=["layout", "pairs", "rounding", "ntk_zero"],
+    meta_fields=["layout", "pairs", "rounding", "ntk_zero", "spatial"],
 )
 
 
@@ -97,13 +101,13 @@ def is_band(layout) -> bool:
     return layout == "band" or (isinstance(layout, tuple) and layout[0] == "band")
 
 
-def pixel_variances(self_cov: jax.Array, layout) -> jax.Array:
-    """Variances ``Σ(x, x)[p, p]`` per row (and pixel) from a row-with-itself covariance."""
+def pixel_variances(self_cov: jax.Array, layout, d: int) -> jax.Array:
+    """Variances ``Σ(x, x)[p, p]`` per row (and pixel) from a row-with-itself covariance with
+    ``d`` spatial axes."""
     if layout == "full":
-        return pixel_diagonal(self_cov)
+        return pixel_diagonal(self_cov, d)
     if is_band(layout):
-        rh, rw = band_radius(self_cov)
-        return self_cov[..., rh, rw, :, :]
+        return self_cov[(Ellipsis, *band_radius(self_cov, d), *(slice(None),) * d)]
     return self_cov
 
 
@@ -113,22 +117,28 @@ def grid_variances(q1: jax.Array, q2: jax.Array, layout, radius=None):
     For a band of ``radius``, the second image's variance is read at the pair's second pixel
     (1 off the image, where the covariance is 0).
     """
+    d = q1.ndim - 1
     if layout == "full":
-        return q1[:, None, :, :, None, None], q2[None, :, None, None, :, :]
+        return q1[(slice(None), None, Ellipsis, *(None,) * d)], q2[
+            (None, slice(None), *(None,) * d)
+        ]
     if is_band(layout):
-        return q1[:, None, None, None], band_shift(q2, radius, 1.0)[None, :]
+        return q1[(slice(None), None, *(None,) * d)], band_shift(q2, radius, 1.0)[None, :]
     return q1[:, None], q2[None, :]
 
 
 def self_variances(q: jax.Array, layout, radius=None) -> tuple[jax.Array, jax.Array]:
     """Broadcast per-row variances ``(n, *P)`` against a row-with-itself ``(n, *S)``."""
+    d = q.ndim - 1
     if layout == "full":
-        return q[..., None, None], q[:, None, None]
+        return q[(Ellipsis, *(None,) * d)], q[(slice(None), *(None,) * d)]
     if is_band(layout):
-        return q[:, None, None], band_shift(q, radius, 1.0)
+        return q[(slice(None), *(None,) * d)], band_shift(q, radius, 1.0)
     return q, q
 
 
+#: Einsum letters of the spatial axes of a row and of its partner (up to 3 of each).
+_SPATIAL_LETTERS, _PARTNER_LETTERS = "hwd", "abe"
 #: Most input channels whose per-pixel products are summed elementwise rather than by a dot.
 _ELEMENTWISE_CHANNELS = 8
 
@@ -145,26 +155,29 @@ def input_state(x1: jax.Array, x2: jax.Array | None, layout, want_ntk: bool) -> 
     # Dot products of fan_in terms carry ~sqrt(fan_in) eps of relative rounding.
     rounding = 8.0 + 4.0 * fan_in**0.5
     state_layout = "band" if is_band(layout) else layout
+    d = x1.ndim - 2
     if x2 is None:
         zeros = jnp.zeros_like(self1) if want_ntk else None
-        return KernelState(self1, zeros, None, None, state_layout, True, rounding, want_ntk)
+        return KernelState(self1, zeros, None, None, state_layout, True, rounding, want_ntk, d)
+    pixels = _SPATIAL_LETTERS[:d]
     if layout == "fc":
         grid = jnp.matmul(x1, x2.T, precision=hp)
     elif layout == "diag" and fan_in <= _ELEMENTWISE_CHANNELS:
         # Σ_c x1[i, p, c] x2[j, p, c] as products of broadcasts, which XLA fuses into the first
         # layer's loop in the (i, j, h, w) order; a dot would batch over pixels and leave
         # (h, w, i, j) to transpose (12 % of the 5-layer CNN's time on 3-channel images).
-        grid = sum(x1[:, None, :, :, c] * x2[None, :, :, :, c] for c in range(fan_in))
+        grid = sum(x1[:, None, ..., c] * x2[None, :, ..., c] for c in range(fan_in))
     elif layout == "diag":
-        grid = jnp.einsum("ihwc,jhwc->ijhw", x1, x2, precision=hp)
+        grid = jnp.einsum(f"i{pixels}c,j{pixels}c->ij{pixels}", x1, x2, precision=hp)
     elif is_band(layout):
         grid = _band_products(x1, x2, layout[1:], pairs=False)
     else:
-        grid = jnp.einsum("iabc,jdec->ijabde", x1, x2, precision=hp)
+        second = _PARTNER_LETTERS[:d]
+        grid = jnp.einsum(f"i{pixels}c,j{second}c->ij{pixels}{second}", x1, x2, precision=hp)
     grid = grid * scale
     self2 = _self_products(x2, layout) * scale
     zeros = jnp.zeros_like(grid) if want_ntk else None
-    return KernelState(grid, zeros, self1, self2, state_layout, False, rounding, want_ntk)
+    return KernelState(grid, zeros, self1, self2, state_layout, False, rounding, want_ntk, d)
 
 
 def _self_products(x: jax.Array, layout) -> jax.Array:
@@ -173,14 +186,24 @@ def _self_products(x: jax.Array, layout) -> jax.Array:
         return jnp.sum(x * x, axis=-1)
     if is_band(layout):
         return _band_products(x, x, layout[1:])
-    return jnp.einsum("iabc,idec->iabde", x, x, precision=jax.lax.Precision.HIGHEST)
+    d = x.ndim - 2
+    pixels, second = _SPATIAL_LETTERS[:d], _PARTNER_LETTERS[:d]
+    return jnp.einsum(
+        f"i{pixels}c,i{second}c->i{pixels}{second}", x, x, precision=jax.lax.Precision.HIGHEST
+    )
 
 
 def _band_products(x1: jax.Array, x2: jax.Array, radius, pairs: bool = True) -> jax.Array:
     """``Σ_c x1[p, c] x2[p + δ, c]`` in band layout: ``(n, ...)`` per row (``pairs``, x1 = x2
     row by row) or ``(n1, n2, ...)`` for every row pair."""
     hp = jax.lax.Precision.HIGHEST
-    shifted = band_shift(jnp.moveaxis(x2, -1, 1), radius, 0.0)  # (n2, C, Bh, Bw, H, W)
+    shifted = band_shift(jnp.moveaxis(x2, -1, 1), radius, 0.0)  # (n2, C, *B, *P)
+    d = len(radius)
+    pixels, offsets = _SPATIAL_LETTERS[:d], _PARTNER_LETTERS[:d]
     if pairs:
-        return jnp.einsum("ihwc,icabhw->iabhw", x1, shifted, precision=hp)
-    return jnp.einsum("ihwc,jcabhw->ijabhw", x1, shifted, precision=hp)
+        return jnp.einsum(
+            f"i{pixels}c,ic{offsets}{pixels}->i{offsets}{pixels}", x1, shifted, precision=hp
+        )
+    return jnp.einsum(
+        f"i{pixels}c,jc{offsets}{pixels}->ij{offsets}{pixels}", x1, shifted, precision=hp
+    )
