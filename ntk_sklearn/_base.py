@@ -31,11 +31,14 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ntk_sklearn import _kernel_cache, _marginal_likelihood, _memory, _progress, dynamics
+from ntk_sklearn._pickle_refs import picklable, picklable_object
 from ntk_sklearn.architectures import ARCHITECTURES, POOLINGS, make_stack, reshape_inputs
 from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_kernel
+from ntk_sklearn.empirical._utils import check_params, params_bytes
 from ntk_sklearn.kernels import Serial, _tiling, available_activations
-from ntk_sklearn.kernels._serial import TILE_BYTES
+from ntk_sklearn.kernels._serial import _WORK_FACTOR, TILE_BYTES
 from ntk_sklearn.solvers import CGSolver, choose_solver, solver_memory
+from ntk_sklearn.solvers._base import CG_MIN_N
 from ntk_sklearn.solvers._sharding import assemble_rows, device_mesh
 
 #: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
@@ -54,13 +57,11 @@ _INT_PARAMS = ("depth", "block_size", "width", "n_samples", "n_restarts_optimize
 _BOUNDS_PARAMS = tuple(f"{name}_bounds" for name in _marginal_likelihood.NAMES)
 
 
-def check_memory(n_bytes: int, what: str, extra: str = "") -> None:
+def check_memory(n_bytes: int, what: str, extra: str = "", dtype: str = "float64") -> None:
     """``MemoryError`` before allocating what cannot fit, with the estimators' advice."""
+    half = "Use dtype='float32' (half the memory), fewer" if dtype == "float64" else "Use fewer"
     _memory.check_memory(
-        n_bytes,
-        what,
-        "Use dtype='float32' (half the memory), fewer training samples, or predict in smaller "
-        f"batches{extra}.",
+        n_bytes, what, f"{half} training samples, or predict in smaller batches{extra}."
     )
 
 
@@ -121,6 +122,8 @@ class NeuralKernelBase(BaseEstimator):
     """Base of the four estimators; ``_kernel`` is "ntk" or "nngp"."""
 
     _kernel: str = "ntk"
+    #: CG's tolerance for ``tol="auto"`` from ``CG_MIN_N`` samples on (classifiers: 1e-3).
+    _AUTO_TOL_LARGE: float = 1e-6
 
     _parameter_constraints: dict = {
         "architecture": [StrOptions(set(ARCHITECTURES))],
@@ -136,7 +139,7 @@ class NeuralKernelBase(BaseEstimator):
         "b_std": [Interval(Real, 0, None, closed="left")],
         "negative_slope": [Interval(Real, -_MAX_SLOPE, _MAX_SLOPE, closed="both")],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "t": [Interval(Real, 0, None, closed="left"), None],
+        "t": [Interval(Real, 0, None, closed="both"), None],  # inf: converged, as None
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         # Also NumPy's float32/float64 types and dtypes: normalised by ``_resolved_params``.
         "dtype": [StrOptions({"float64", "float32"})],
@@ -146,9 +149,9 @@ class NeuralKernelBase(BaseEstimator):
         "n_samples": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "solver": [StrOptions({"auto", "cholesky", "eigh", "cg"})],
-        "tol": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_iter": [Interval(Integral, 1, None, closed="left"), None],
-        "preconditioner_rank": [Interval(Integral, 1, None, closed="left")],
+        "preconditioner_rank": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "optimizer": [StrOptions({"fmin_l_bfgs_b"}), callable, None],
         "n_restarts_optimizer": [Interval(Integral, 0, None, closed="left")],
         # Pairs are checked in fit (0 < low <= high < inf), with the value inside them.
@@ -174,6 +177,8 @@ class NeuralKernelBase(BaseEstimator):
         for name in _INT_PARAMS:
             params[name] = _python_number(params[name], "iu")
         params["dtype"] = _dtype_name(params["dtype"])
+        if isinstance(params["t"], Real) and params["t"] == np.inf:
+            params["t"] = None  # the converged limit, as predict_trajectory takes it
         return params
 
     def _validate_params(self) -> None:
@@ -201,6 +206,17 @@ class NeuralKernelBase(BaseEstimator):
         if isinstance(self.kernel, tuple) and self.kernel and callable(self.kernel[0]):
             new.kernel = (self.kernel[0], *new.kernel[1:])
         return new
+
+    def __getstate__(self) -> dict:
+        # A function (``activation=jnp.tanh``) as a reference that pickles (_pickle_refs.py).
+        state = dict(super().__getstate__())  # object.__getstate__ gives __dict__ itself
+        state["activation"] = picklable(state["activation"], "activation")
+        state["layers"] = picklable_object(state["layers"])
+        if "_hyper" in state:
+            state["_hyper"] = dict(state["_hyper"])
+            state["_hyper"]["activation"] = picklable(state["_hyper"]["activation"], "activation")
+            state["_hyper"]["layers"] = picklable_object(state["_hyper"]["layers"])
+        return state
 
     # -- fit-time checks ---------------------------------------------------------------------
 
@@ -331,10 +347,29 @@ class NeuralKernelBase(BaseEstimator):
         x1, x2 = self._scaled(x1), None if x2 is None else self._scaled(x2)
         if self._user_model():
             apply_fn, params = self.kernel
+            n_params = check_params(params)  # finite floats, before any copy
+            _memory.check_memory(
+                params_bytes(params, self._hyper["dtype"]),
+                f"Holding your model's {n_params} parameters as JAX arrays in "
+                f"{self._hyper['dtype']}",
+                "Use a smaller model, or dtype='float32' with float32 parameters (no copy).",
+            )
             # The user's parameters in the estimator's precision (their arrays are not changed).
             params = jax.tree_util.tree_map(lambda a: _as_float(a, self._hyper["dtype"]), params)
             fns = {"nngp": empirical_nngp, "ntk": empirical_ntk}
-            return {name: fns[name](apply_fn, params, x1, x2) for name in names}
+            with warnings.catch_warnings():  # a zero training kernel is an error below
+                warnings.filterwarnings("ignore", "The empirical NTK is zero", RuntimeWarning)
+                out = {name: fns[name](apply_fn, params, x1, x2) for name in names}
+            if x2 is None and "ntk" in out and not np.any(out["ntk"]):
+                raise ValueError(
+                    f"The empirical NTK of your model is zero on all {x1.shape[0]} inputs: its "
+                    "outputs do not change with params to first order (zero gradients: "
+                    "jnp.round, jnp.floor, jnp.sign, comparisons, integer casts or "
+                    "jax.lax.stop_gradient between params and the outputs, or dead units). A "
+                    "zero kernel learns nothing (every prediction would be the mean of y). Make "
+                    "apply_fn differentiable in params."
+                )
+            return out
         if self.kernel == "empirical":
             kernels = monte_carlo_kernel(
                 x1,
@@ -389,7 +424,13 @@ class NeuralKernelBase(BaseEstimator):
         p = self._hyper
         if p["input_scale"] is None:  # a pair of bounds: the scales enter theta, from 1
             return np.ones(n_features) if p["input_scale_bounds"] != "fixed" else None
-        scale = np.asarray(p["input_scale"], dtype=np.float64)
+        scale = np.asarray(p["input_scale"])
+        if scale.dtype.kind not in "iuf":  # strings ("2") are not numbers here
+            raise ValueError(
+                "input_scale must be a positive number or a vector of positive numbers (one per "
+                f"feature of X); got {p['input_scale']!r} of dtype {scale.dtype}."
+            )
+        scale = scale.astype(np.float64)
         if scale.ndim == 0:
             scale = np.full(n_features, float(scale))
         if scale.shape != (n_features,) or not (np.isfinite(scale).all() and (scale > 0).all()):
@@ -460,10 +501,11 @@ class NeuralKernelBase(BaseEstimator):
         stale = ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_")
         for name in (*stale, "log_marginal_likelihood_value_"):
             self.__dict__.pop(name, None)  # from an earlier fit
+        if self.solver_ != "cg":  # before the optimizer's work, which would then be lost
+            self._check_fit_memory(n, Y.shape[1], weighted=w is not None, X=X)
         self._learn_hyperparameters(X, Y, w)
         if self.solver_ == "cg":
             return self._fit_iterative(X, Y, w)
-        self._check_fit_memory(n, Y.shape[1])
         X, Y = self._prepare_targets(X, Y, w)
         with self._scope():
             which = "between training inputs"
@@ -510,6 +552,14 @@ class NeuralKernelBase(BaseEstimator):
         """
         p = self._hyper
         scale = self._initial_input_scale(X.shape[1])
+        if scale is not None:
+            reach = float(np.max(np.abs(X) * scale))
+            if not reach < np.sqrt(np.finfo(self._np_dtype()).max):
+                raise ValueError(
+                    f"input_scale up to {scale.max():.3g} takes the inputs to |x| = {reach:.3g}, "
+                    f"whose squares overflow {self._hyper['dtype']}: use smaller input scales "
+                    "(or rescale X)."
+                )
         if p["optimizer"] is not None:
             if p["kernel"] != "analytic":
                 raise ValueError(
@@ -623,7 +673,7 @@ class NeuralKernelBase(BaseEstimator):
             with self._scope():
                 chol = np.asarray(self._cholesky(jnp.asarray(self.train_kernel_), stacklevel)[0])
         y = self.y_fit_.astype(np.float64)
-        chol = chol.astype(np.float64)
+        chol = chol.astype(np.float64, copy=False)
         log_w = 0.0
         if self._sqrt_weight is not None:
             s = self._sqrt_weight.astype(np.float64)
@@ -676,10 +726,10 @@ class NeuralKernelBase(BaseEstimator):
         """
         n = X.shape[0]
         dtype = self._np_dtype()
-        rank = min(self._hyper["preconditioner_rank"], n)
+        tol, rank = self._cg_settings(n)
         mesh = device_mesh()
         n_pad = -(-n // mesh.size) * mesh.size
-        self._check_fit_memory(n_pad, Y.shape[1], rank)
+        self._check_fit_memory(n_pad, Y.shape[1], rank, X=X)
         X, Y = self._prepare_targets(X, Y, w)
         with self._scope():
             train = assemble_rows(
@@ -690,7 +740,7 @@ class NeuralKernelBase(BaseEstimator):
             self.train_kernel_ = np.asarray(train) if on_cpu else train
             self.X_fit_, self.y_fit_ = X, Y.astype(self._hyper["dtype"])
             self.cg_solver_ = CGSolver(
-                tol=self._hyper["tol"],
+                tol=tol,
                 max_iter=self._hyper["max_iter"],
                 rank=rank,
                 verbose=self._hyper["verbose"],
@@ -698,7 +748,40 @@ class NeuralKernelBase(BaseEstimator):
             self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
             self.n_iter_ = self.cg_solver_.n_iter_
 
-    def _check_fit_memory(self, n: int, n_targets: int, rank: int = 0) -> None:
+    def _cg_settings(self, n: int) -> tuple[float, int]:
+        """CG's tolerance and preconditioner rank: as given, or from ``n`` for ``"auto"``.
+
+        Rank ``n / 100`` within ``[100, 500]``: the Nyström setup, ``O(n·rank²)``, costs at most
+        a few products with the kernel (``O(n²)``) and saves many iterations at large ``n``.
+        Tolerance ``_AUTO_TOL_LARGE`` from ``CG_MIN_N`` samples on (where ``solver="auto"``
+        picks CG), else 1e-6 (see ``benchmarks/bench_cg_defaults.py``).
+        """
+        tol, rank = self._hyper["tol"], self._hyper["preconditioner_rank"]
+        if isinstance(rank, (bool, np.bool_)):
+            raise ValueError(f"preconditioner_rank must be an int >= 1 or 'auto'; got {rank!r}.")
+        if tol == "auto":
+            tol = self._AUTO_TOL_LARGE if n >= CG_MIN_N else 1e-6
+        if rank == "auto":
+            rank = int(np.clip(n // 100, 100, 500))
+        return tol, min(rank, n)
+
+    def _tile_bytes(self, n: int, X: np.ndarray | None) -> int:
+        """Bytes of one kernel tile: ``TILE_BYTES``, or the whole ``n × n`` work if smaller
+        (the analytic kernel's tiles, ``_serial.Serial._block_size``)."""
+        if X is None or self._hyper["kernel"] != "analytic":
+            return TILE_BYTES
+        pair = self._stack()._pair_size(self._rows(X[:1]).shape[1:])
+        per_pair = pair * self._np_dtype().itemsize * _WORK_FACTOR * 4
+        return int(min(TILE_BYTES, n * n * per_pair))
+
+    def _check_fit_memory(
+        self,
+        n: int,
+        n_targets: int,
+        rank: int = 0,
+        weighted: bool = False,
+        X: np.ndarray | None = None,
+    ) -> None:
         """The memory plan of a fit, checked before anything is allocated.
 
         Training kernels (direct solvers keep the NNGP and NTK of the NTK estimators; CG one
@@ -706,7 +789,8 @@ class NeuralKernelBase(BaseEstimator):
         (:func:`~ntk_sklearn.solvers.solver_memory`), the kernel tiles in flight (two per local
         device) and one chunk of test rows against the training rows for ``predict``.
         ``MemoryError`` naming each part when the sum exceeds the available memory
-        (``MemAvailable``); printed at ``verbose >= 1``.
+        (:func:`~ntk_sklearn._memory.available_memory`: ``MemAvailable``, cgroup limits,
+        ``RLIMIT_AS``); printed at ``verbose >= 1``.
         """
         dtype = self._np_dtype()
         cg = self.solver_ == "cg"
@@ -715,18 +799,20 @@ class NeuralKernelBase(BaseEstimator):
         share = jax.local_device_count() / jax.device_count() if cg else 1.0
         plan = {
             "training kernel" + "s" * (kernels > 1): int(kernels * n * n * dtype.itemsize * share),
+            # Direct solvers: the kernel as a JAX array and plus alpha·I (weighted: S K S too).
+            "JAX copies of the kernel": 0 if cg else (2 + weighted) * n * n * dtype.itemsize,
             f"{self.solver_} solver": solver_memory(n, n_targets, dtype, self.solver_, rank),
-            "kernel tiles": 2 * len(jax.local_devices()) * TILE_BYTES,
+            "kernel tiles": 2 * len(jax.local_devices()) * self._tile_bytes(n, X),
             "test-kernel chunk": 3 * min(n, _PREDICT_CHUNK) * n * dtype.itemsize,
         }
-        parts = ", ".join(f"{part} {size / 2**30:.2f} GiB" for part, size in plan.items())
+        parts = ", ".join(f"{part} {size / 2**30:.2f} GiB" for part, size in plan.items() if size)
         available = _memory.available_memory()
         _progress.report(
             self._hyper["verbose"],
             f"memory plan of the fit on {n} samples: {parts}; "
             + ("available: unknown" if available is None else f"{available / 2**30:.1f} GiB free"),
         )
-        check_memory(sum(plan.values()), f"Fitting on {n} samples ({parts})")
+        check_memory(sum(plan.values()), f"Fitting on {n} samples ({parts})", dtype=dtype.name)
 
     def _training_rows(self, X: np.ndarray, rows: slice, n_pad: int) -> np.ndarray:
         """Rows ``rows`` of the padded training kernel ``S Θ S + alpha·I`` (host, in place).
@@ -777,9 +863,12 @@ class NeuralKernelBase(BaseEstimator):
         scale = mean_diag if mean_diag > 0 else 1.0
 
         def factor(jitter: float):
-            chol = dynamics.cholesky(dynamics.add_diagonal(k, jitter) if jitter else k)
-            pivots = jnp.diag(chol) ** 2
-            ok = bool(jnp.all(jnp.isfinite(chol))) and float(jnp.min(pivots)) >= n * eps * scale
+            # A failed factorization is NaN by design: not the error of a user's jax_debug_nans.
+            with jax.debug_nans(False), jax.debug_infs(False):
+                chol = dynamics.cholesky(dynamics.add_diagonal(k, jitter) if jitter else k)
+                pivots = jnp.diag(chol) ** 2
+                ok = bool(jnp.all(jnp.isfinite(chol)))
+                ok = ok and float(jnp.min(pivots)) >= n * eps * scale
             return chol, ok
 
         chol, ok = factor(0.0)
@@ -858,7 +947,8 @@ class NeuralKernelBase(BaseEstimator):
         n, n_test = self.X_fit_.shape[0], X.shape[0]
         itemsize = self._np_dtype().itemsize
         if cov == "full":
-            check_memory((3 * n_test * n + 2 * n_test * n_test) * itemsize, "return_cov")
+            need = (3 * n_test * n + 2 * n_test * n_test) * itemsize
+            check_memory(need, "return_cov", dtype=self._hyper["dtype"])
             mean, var, scale = self._posterior_chunk(X, full_cov=True, gp=gp)
             self._warn_cancellation(np.diag(var), scale)
             return mean, var
@@ -945,12 +1035,21 @@ class NeuralKernelBase(BaseEstimator):
         X = X.astype(self._hyper["dtype"], copy=False)
         n, n_test, n_out = self.X_fit_.shape[0], X.shape[0], self.y_fit_.shape[1]
         itemsize = self._np_dtype().itemsize
-        # Result on device and host, gains, projections, cross kernels, eigendecomposition.
-        n_values = 2 * len(times) * n_test * n_out + len(times) * n + 3 * n_test * n + 2 * n * n
+        # Result on device and host; gains (raw, on the range, and the einsum's T × n × n*
+        # intermediate); projections, cross kernels, eigendecomposition.
+        n_t = len(times)
+        n_values = (
+            2 * n_t * n_test * n_out
+            + 3 * n_t * n
+            + n_t * n * max(n_test, n_out)
+            + 3 * n_test * n
+            + 2 * n * n
+        )
         check_memory(
             n_values * itemsize,
             f"predict_trajectory at {len(times)} times for {n_test} samples",
             ", or fewer times",
+            self._hyper["dtype"],
         )
         if self.solver_ == "cg":
             return self._trajectory_iterative(X, times)

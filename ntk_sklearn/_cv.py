@@ -146,11 +146,13 @@ def _check_grid(alphas, ts) -> tuple[np.ndarray, list]:
             value = float(t)
         except (TypeError, ValueError) as err:
             raise ValueError(f"ts must hold numbers >= 0 or None; got {t!r}.") from err
-        if not np.isfinite(value) or value < 0:
+        if np.isnan(value) or value < 0:
             raise ValueError(
-                f"ts must hold finite numbers >= 0, or None for the converged limit; got {t!r}."
+                f"ts must hold numbers >= 0, or None (or np.inf) for the converged limit; got "
+                f"{t!r}."
             )
-        out.append(value)
+        # t = inf is the converged limit, as in the base estimators: reported as None.
+        out.append(None if np.isinf(value) else value)
     return grid, out
 
 

@@ -181,10 +181,15 @@ def check_lml_memory(stack: Serial, x: np.ndarray) -> None:
     pair = stack._pair_size(x.shape[1:])
     # A flip-invariant stack runs twice (the second image mirrored), keeping both passes.
     passes = 2 if stack.flip_invariant else 1
-    arrays = passes * _ARRAYS_PER_LAYER * len(stack.layers) * pair + _ARRAYS_FIXED
+    n_pad = n + (-n % _PAD)
+    recursion = passes * _ARRAYS_PER_LAYER * len(stack.layers) * pair * n_pad * n_pad * 8
+    cholesky = _ARRAYS_FIXED * n_pad * n_pad * 8
     check_memory(
-        arrays * n * n * 8,
-        f"The log marginal likelihood and its gradient on {n} samples",
+        recursion + cholesky,
+        f"The log marginal likelihood and its gradient on {n} samples (the optimizer's "
+        f"evidence: the kernel recursion over {len(stack.layers)} layers and its reverse pass "
+        f"{recursion / 2**30:.2f} GiB, the Cholesky factor, solves and their gradients "
+        f"{cholesky / 2**30:.2f} GiB; float64, JAX buffers)",
         "Learn the hyperparameters on a subset of the samples (then fix them: bounds 'fixed' "
         "or optimizer=None with the values found), or use a smaller architecture.",
     )
@@ -268,7 +273,9 @@ class Evidence:
 
     def __call__(self, theta: np.ndarray, eval_gradient: bool = False):
         """``(value, gradient)``; :class:`SingularKernelError` where the Cholesky fails."""
-        with jax.enable_x64(True):
+        # A singular kernel gives NaN by design (SingularKernelError below), also under a
+        # user's jax_debug_nans; the user's settings are restored on leaving.
+        with jax.enable_x64(True), jax.debug_nans(False), jax.debug_infs(False):
             value, grad, pivot = _lml(
                 jnp.asarray(theta, jnp.float64),
                 self.hyper.values,
@@ -338,8 +345,8 @@ def maximize(
                     f"of shape {start.shape} (the logarithms of the free hyperparameters)."
                 )
             theta = np.clip(theta, bounds[:, 0], bounds[:, 1])
-        results.append((objective(theta)[0], theta))  # one compiled function for all
-    best_value, best_theta = min(results, key=lambda r: r[0])
+        results.append((*objective(theta), theta))  # one compiled function for all
+    best_value, best_grad, best_theta = min(results, key=lambda r: r[0])
     if not np.isfinite(best_value):
         raise SingularKernelError(
             f"The {evidence.get.upper()} plus alpha was singular at every point the optimizer "
@@ -356,4 +363,60 @@ def maximize(
             ConvergenceWarning,
             stacklevel=6,  # the caller of fit (through _fit_context)
         )
+    _warn_at_bounds_or_stalled(hyper, best_theta, -best_value, -best_grad)
     return best_theta, -best_value
+
+
+#: A log-space gradient above this (and above 1e-3 of the value's size) means the evidence could
+#: still rise by more than a nat by moving ``theta`` 0.1: the optimizer stalled.
+_STALLED_GRADIENT = 10.0
+
+
+def _warn_at_bounds_or_stalled(
+    hyper: Hyperparameters, theta: np.ndarray, value: float, grad: np.ndarray
+) -> None:
+    """``ConvergenceWarning`` where the maximum found sits on a bound the evidence pushes
+    against (as :class:`~sklearn.gaussian_process.GaussianProcessRegressor` warns), or where
+    the gradient ``grad`` of the log evidence (in ``theta``) is still large: a stalled search.
+    """
+    names, bounds = hyper.names, hyper.log_bounds
+    bound_names = [f"{n.split('[')[0]}_bounds" for n in names]
+    at_low = np.isclose(theta, bounds[:, 0], rtol=0, atol=1e-8) & (grad < 0)
+    at_high = np.isclose(theta, bounds[:, 1], rtol=0, atol=1e-8) & (grad > 0)
+    # An input scale at its lower end is a feature found irrelevant (ARD's purpose): not warned.
+    scale = np.arange(len(names)) >= sum(hyper.free)
+    warn_low, warn_high = at_low & ~scale, at_high & ~scale
+    pushed = [
+        f"{names[i]} at the {'lower' if at_low[i] else 'upper'} end of {bound_names[i]}="
+        f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g})"
+        for i in np.flatnonzero(warn_low | warn_high)
+    ]
+    if pushed:
+        shown = pushed if len(pushed) <= 4 else [*pushed[:3], f"and {len(pushed) - 3} more"]
+        warnings.warn(
+            f"The log marginal likelihood is largest at a bound: {'; '.join(shown)}, and it "
+            "still increases beyond it. Widen that bound (lower its low end or raise its high "
+            "end) and fit again.",
+            ConvergenceWarning,
+            stacklevel=7,
+        )
+    # Components that the bounds stop are not a failure of the search.
+    inward = np.where(at_low | at_high, 0.0, grad)
+    steep = np.abs(inward) > max(_STALLED_GRADIENT, 1e-3 * abs(value))
+    if steep.any():
+        i = int(np.argmax(np.abs(np.where(steep, inward, 0.0))))
+        direction = "raising" if inward[i] > 0 else "lowering"
+        end = "upper" if inward[i] > 0 else "lower"
+        at = ", ".join(f"{n}={v:.4g}" for n, v in zip(names[:4], np.exp(theta[:4]), strict=False))
+        warnings.warn(
+            f"The optimizer of the log marginal likelihood stalled: it stopped at {at} "
+            f"(log marginal likelihood {value:.4g}) where the gradient is still "
+            f"{inward[i]:.3g} in log({names[i]}): {direction} {names[i]} would increase the "
+            f"evidence. The search stopped early or is badly scaled there (e.g. duplicate "
+            f"samples with different targets at a tiny alpha). Move the {end} end of "
+            f"{bound_names[i]}="
+            f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g}) and the start value, "
+            "or try n_restarts_optimizer > 0.",
+            ConvergenceWarning,
+            stacklevel=7,
+        )

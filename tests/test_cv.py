@@ -266,11 +266,22 @@ def test_bad_grids_are_refused():
     for bad in ([], [-1.0], [[1.0]], ["a"]):
         with pytest.raises(ValueError, match="alphas"):
             NTKRegressorCV(alphas=bad).fit(X, y)
-    for bad in ([-1.0], [np.inf], []):
+    for bad in ([-1.0], [np.nan], []):
         with pytest.raises(ValueError, match="ts"):
             NTKRegressorCV(ts=bad, cv=3).fit(X, y)
     with pytest.raises(ValueError, match="cholesky"):
         NTKRegressorCV(ts=[1.0], cv=3, solver="cholesky").fit(X, y)
+
+
+def test_infinite_time_is_the_converged_limit():
+    # The base estimators take t=np.inf as converged (t=None); so do the CV estimators' ts.
+    X, y = _data(False, n=20)
+    a = NTKRegressorCV(alphas=[1e-2, 1e-1], ts=[1.0, np.inf], cv=3).fit(X, y)
+    b = NTKRegressorCV(alphas=[1e-2, 1e-1], ts=[1.0, None], cv=3).fit(X, y)
+    np.testing.assert_array_equal(
+        a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"]
+    )
+    assert a.cv_results_["params"] == b.cv_results_["params"]
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ block pairs on and above the diagonal are computed, and mirrored.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -37,10 +38,12 @@ from ntk_sklearn.empirical._utils import (
     check_apply_fn,
     check_outputs,
     check_params,
+    check_per_example,
     check_positive_int,
     first_nonfinite_row,
     output_info,
     padded_block,
+    params_bytes,
     row_blocks,
 )
 
@@ -216,6 +219,12 @@ def _plan(apply_fn, params, x1, x2, method, outputs, batch_size, measure=True) -
 
     kk = k * k if outputs == "full" and not scalar else 1
     check_memory(n1 * n2 * kk * itemsize, f"The empirical NTK ({n1} × {n2} × {kk})", _MEMORY_ADVICE)
+    # NumPy leaves are copied into JAX arrays (the blocks below are measured without them).
+    check_memory(
+        params_bytes(params),
+        f"Copying the {n_params} parameters of the model into JAX arrays",
+        _MEMORY_ADVICE,
+    )
     fn, xb = StaticFn(apply_fn), x1 if x2 is None else x2
 
     def block_bytes(b: int) -> float:
@@ -233,6 +242,7 @@ def _plan(apply_fn, params, x1, x2, method, outputs, batch_size, measure=True) -
     check_memory(
         int(needed), f"One block of empirical_ntk ({method}, batch_size={b})", _MEMORY_ADVICE
     )
+    check_per_example(apply_fn, params, x1, "x1")
     return _Plan(method, b, k, scalar, times, sizes)
 
 
@@ -433,6 +443,14 @@ def empirical_ntk(
         out[r, c] = block
         if symmetric and i != j:
             out[c, r] = block.transpose((1, 0, 3, 2)) if full else block.T
+    if not np.any(out):
+        warnings.warn(
+            "The empirical NTK is zero everywhere: apply_fn's outputs do not change with params "
+            "to first order (jnp.round, jnp.sign, comparisons, integer casts or stop_gradient "
+            "between params and the outputs?).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if full:
         return out[:, :, 0, 0] if scalar else out
     return out / k if outputs == "mean" else out

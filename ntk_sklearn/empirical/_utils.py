@@ -65,9 +65,7 @@ def check_real(value: Any, name: str, *, low: float | None = None, strict: bool 
         )
     value = float(value)
     bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
-    if not np.isfinite(value) or (
-        low is not None and (value <= low if strict else value < low)
-    ):
+    if not np.isfinite(value) or (low is not None and (value <= low if strict else value < low)):
         raise ValueError(f"{name} must be a finite number{bound}; got {value!r}.")
     return value
 
@@ -92,7 +90,7 @@ def check_params(params: Any) -> int:
                 "it (e.g. jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)) "
                 "or keep non-trainable values out of params (close over them in apply_fn)."
             )
-        if not bool(jnp.isfinite(jnp.asarray(leaf)).all()):
+        if not _all_finite(leaf):
             raise ValueError(f"{where} contains NaN or infinity.")
         n_params += int(np.size(leaf))
     if n_params == 0:
@@ -103,10 +101,84 @@ def check_params(params: Any) -> int:
     return n_params
 
 
+def _all_finite(leaf: Any) -> bool:
+    """Whether every value of ``leaf`` is finite, without a copy of a large leaf.
+
+    A sum is finite when every term is (or the sum overflowed): one reduction, no temporary
+    array; only a non-finite sum is checked value by value.
+    """
+    if isinstance(leaf, jax.Array):
+        if bool(jnp.isfinite(jnp.sum(leaf))):
+            return True
+        return bool(jnp.isfinite(leaf).all())
+    arr = np.asarray(leaf)
+    if np.isfinite(arr.sum(dtype=np.float64)):
+        return True
+    return bool(np.isfinite(arr).all())
+
+
+def params_bytes(params: Any, dtype: Any = None) -> int:
+    """Bytes of ``params`` as JAX arrays (in ``dtype`` when given), counting the device copy
+    of NumPy leaves and the converted copy of leaves of another dtype (nothing is allocated)."""
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(params):
+        raw = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        leaf_dtype = np.dtype(jax.dtypes.canonicalize_dtype(raw))
+        size = int(np.size(leaf))
+        total += 0 if isinstance(leaf, jax.Array) else size * leaf_dtype.itemsize
+        if dtype is not None and np.dtype(dtype) != leaf_dtype and leaf_dtype.kind == "f":
+            total += size * np.dtype(dtype).itemsize
+    return total
+
+
+def check_per_example(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> None:
+    """``ValueError`` if the model's output on a row depends on the other rows of its batch.
+
+    The NTK is defined for a function of one input; a model that mixes the examples of a batch
+    (``x - x.mean(0)``, batch statistics, attention across the batch axis) has a per-example
+    NTK that is not the NTK of the batch function (all zero for ``x - x.mean(0)``) and results
+    that depend on the block size. Checked on the first rows: the batch's outputs against each
+    row's alone, within ``10·sqrt(eps)`` of the output scale.
+    """
+    rows = jnp.asarray(x[: min(4, x.shape[0])])
+    if rows.shape[0] < 2:
+        return
+    together = np.asarray(apply_fn(params, rows)).reshape(rows.shape[0], -1)
+    alone = np.concatenate(
+        [np.asarray(apply_fn(params, rows[i : i + 1])).reshape(1, -1) for i in range(len(rows))]
+    )
+    # Non-finite outputs are reported later, with their row: compared here where finite.
+    finite = np.isfinite(together) & np.isfinite(alone)
+    together, alone = np.where(finite, together, 0.0), np.where(finite, alone, 0.0)
+    scale = max(float(np.abs(together).max(initial=0.0)), float(np.abs(alone).max(initial=0.0)))
+    eps = float(np.finfo(together.dtype).eps) if together.dtype.kind == "f" else 1e-16
+    gap = float(np.abs(together - alone).max(initial=0.0))
+    if not gap <= 10 * np.sqrt(eps) * max(scale, np.finfo(np.float32).tiny):
+        raise ValueError(
+            f"apply_fn(params, x) mixes the examples of a batch: on the first {len(rows)} rows of "
+            f"{name} its outputs differ by up to {gap:.3g} (outputs up to {scale:.3g}) from those "
+            "of each row on its own. The NTK is the kernel of a function of one input; batch "
+            "statistics (x - x.mean(0), BatchNorm in training mode) or operations across the "
+            "batch axis make it undefined (the per-example NTK of x - x.mean(0) is zero). Use "
+            "the model in inference mode, with fixed statistics, so that each output depends "
+            "on its own input only."
+        )
+
+
 def _shapes(params: Any) -> str:
     """Leaf shapes of a pytree, for error messages (cut at 300 characters)."""
     text = str(jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), params))
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+#: Errors of a model that cannot be traced (Python control flow or conversions on traced values).
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.UnexpectedTracerError,
+)
 
 
 def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> Any:
@@ -118,6 +190,15 @@ def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> An
     row = jax.ShapeDtypeStruct((1,) + x.shape[1:], jax.dtypes.canonicalize_dtype(x.dtype))
     try:
         out = jax.eval_shape(apply_fn, params, row)
+    except _TRACER_ERRORS as exc:  # the model is not traceable: its shape is not the problem
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(
+            f"apply_fn(params, x) cannot be traced by JAX: {type(exc).__name__}: "
+            f"{message.rstrip('.')}. The kernels differentiate and compile apply_fn, so it must "
+            "not use the values of its inputs or params in Python control flow or conversions "
+            "(if/while on an array, float(x), int(x), np.asarray(x)): use jnp.where, "
+            "jax.lax.cond or jax.lax.while_loop, and jnp instead of np functions."
+        ) from exc
     except Exception as exc:  # any failure of the user's model: re-raised with what to change
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(
@@ -129,8 +210,7 @@ def probe_model(apply_fn: Callable, params: Any, x: np.ndarray, name: str) -> An
         ) from exc
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise ValueError(
-            f"apply_fn(params, x) must return one array; it returns {type(out).__name__} "
-            f"{out!r}."
+            f"apply_fn(params, x) must return one array; it returns {type(out).__name__} {out!r}."
         )
     if np.dtype(out.dtype).kind != "f":
         raise ValueError(
@@ -268,4 +348,3 @@ def as_key(random_state: Any) -> jax.Array:
 def default_float() -> np.dtype:
     """float64 inside ``jax.enable_x64(True)``, else float32."""
     return np.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
-

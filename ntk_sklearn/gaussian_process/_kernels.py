@@ -14,6 +14,7 @@ recursion, one tangent per free hyperparameter), computed in tiles of row pairs 
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._pickle_refs import picklable, picklable_object
 from ntk_sklearn._validation import InvalidArgumentError, check_scalar
 from ntk_sklearn.architectures import make_stack, replace_stds, reshape_inputs
 from ntk_sklearn.kernels import Serial, _tiling, kernel_matrices
@@ -78,6 +80,23 @@ class _NeuralKernel(Kernel):
         self.layers = layers
         self.negative_slope = negative_slope
         self.quadrature_points = quadrature_points
+
+    def __sklearn_clone__(self):
+        # clone deep-copies parameters, and a deep copy of a jit-compiled function (jnp.tanh)
+        # is a broken object: GaussianProcessRegressor's clone_with_theta failed. Functions
+        # are not state: clones share them (as the estimators' clones do).
+        params = {
+            name: value if callable(value) else copy.deepcopy(value)
+            for name, value in self.get_params(deep=False).items()
+        }
+        return type(self)(**params)
+
+    def __getstate__(self) -> dict:
+        # A function (``activation=jnp.tanh``) as a reference that pickles (_pickle_refs.py).
+        state = dict(self.__dict__)
+        state["activation"] = picklable(state["activation"], "activation")
+        state["layers"] = picklable_object(state["layers"])
+        return state
 
     # -- hyperparameters ---------------------------------------------------------------------
 

@@ -84,6 +84,9 @@ def check_rhs(B, n: int) -> tuple[np.ndarray | jax.Array, bool]:
         raise ValueError(f"B must have shape ({n},) or ({n}, m) to match K; got {B.shape}.")
     if not np.issubdtype(B.dtype, np.floating):
         raise TypeError(f"B must be a floating array; got {B.dtype}.")
+    finite = np.isfinite(B).all() if isinstance(B, np.ndarray) else jnp.isfinite(B).all()
+    if not bool(finite):
+        raise ValueError("B contains NaN or inf: the solution would be meaningless.")
     return (B[:, None] if B.ndim == 1 else B), B.ndim == 1
 
 

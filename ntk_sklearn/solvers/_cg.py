@@ -44,8 +44,11 @@ from ntk_sklearn.solvers._sharding import (
 def _pcg(matvec, k, b, U, coef, tol, max_iter, progress=None):
     """Preconditioned CG on every column of ``b``: returns ``x``, iterations, true residuals.
 
-    ``progress(iteration, largest relative residual)``, when given, runs on the host after each
-    iteration (``jax.debug.callback``): the progress of ``verbose``.
+    Each column returns its iterate of smallest residual ``‖r‖`` (zero included): on a singular
+    or indefinite kernel CG's iterates can grow without bound while the residual grows too
+    (duplicate rows with different targets at ``alpha=0``), and the last one is then far worse
+    than none. ``progress(iteration, largest relative residual)``, when given, runs on the host
+    after each iteration (``jax.debug.callback``): the progress of ``verbose``.
     """
 
     def precondition(v):
@@ -58,14 +61,15 @@ def _pcg(matvec, k, b, U, coef, tol, max_iter, progress=None):
     target = tol * norms(b)
     x = jnp.zeros_like(b)
     z = precondition(b)
-    start = (0, x, b, z, jnp.sum(b * z, axis=0))
+    # The best iterate so far and its residual norm, per column (starting from x = 0, r = b).
+    start = (0, x, b, z, jnp.sum(b * z, axis=0), x, norms(b))
 
     def cond(state):
-        it, _, r, _, _ = state
+        it, _, r, _, _, _, _ = state
         return (it < max_iter) & jnp.any(norms(r) > target)
 
     def body(state):
-        it, x, r, p, rz = state
+        it, x, r, p, rz, best, best_norm = state
         active = norms(r) > target
         kp = matvec(k, p)
         pkp = jnp.sum(p * kp, axis=0)
@@ -77,15 +81,23 @@ def _pcg(matvec, k, b, U, coef, tol, max_iter, progress=None):
         rz_new = jnp.sum(r * z, axis=0)
         # β = r_newᵀ z_new / rᵀz ;  p = z + β p
         beta = jnp.where(active & (rz > 0), rz_new / jnp.where(rz > 0, rz, 1.0), 0.0)
+        r_norm = norms(r)
+        better = r_norm < best_norm
+        best = jnp.where(better, x, best)
+        best_norm = jnp.where(better, r_norm, best_norm)
         if progress is not None:
             bnorm = norms(b)
-            jax.debug.callback(progress, it + 1, jnp.max(norms(r) / jnp.where(bnorm > 0, bnorm, 1)))
-        return it + 1, x, r, z + beta * p, jnp.where(active, rz_new, rz)
+            jax.debug.callback(progress, it + 1, jnp.max(r_norm / jnp.where(bnorm > 0, bnorm, 1)))
+        return it + 1, x, r, z + beta * p, jnp.where(active, rz_new, rz), best, best_norm
 
-    it, x, _, _, _ = jax.lax.while_loop(cond, body, start)
+    it, _, _, _, _, x, _ = jax.lax.while_loop(cond, body, start)
     bnorm = norms(b)
-    true = norms(b - matvec(k, x)) / jnp.where(bnorm > 0, bnorm, 1.0)
-    return x, it, true
+    true = norms(b - matvec(k, x))
+    # The recursive residual drifts from the true one in rounding: never return worse than 0.
+    worse = true > bnorm
+    x = jnp.where(worse, 0.0, x)
+    true = jnp.where(worse, bnorm, true)
+    return x, it, true / jnp.where(bnorm > 0, bnorm, 1.0)
 
 
 class CGSolver(Solver):
@@ -233,10 +245,16 @@ class CGSolver(Solver):
             )
         if self.residual_ > self.tol:
             what = "CG" if t is None else "Lanczos (finite t)"
+            # CG returns its iterate of smallest residual: 1 means none beat x = 0.
+            stalled = (
+                " CG made no progress (the kernel is singular or indefinite for these right-hand "
+                "sides: duplicate samples with different targets at alpha=0?) and returns its "
+                "iterate of smallest residual, close to x = 0."
+            ) * (t is None and self.residual_ > 0.5)
             warnings.warn(
                 f"{what} did not reach tol={self.tol:g} in {self.n_iter_} iterations: relative "
-                f"residual {self.residual_:.2e}. Raise alpha (a better conditioned kernel), "
-                f"tol or max_iter (now {max_iter}), or the preconditioner rank (now "
+                f"residual {self.residual_:.2e}.{stalled} Raise alpha (a better conditioned "
+                f"kernel), tol or max_iter (now {max_iter}), or the preconditioner rank (now "
                 f"{self.precond_.U.shape[1]}); or use a direct solver.",
                 ConvergenceWarning,
                 stacklevel=2,
