@@ -18,7 +18,8 @@ _CV_PARAMS_DOC = """    alphas : array-like of shape (n_alphas,), default=(1e-6,
         regressors) to cross-validate: eight powers of ten from ``1e-6`` to ``10``.
     ts : array-like of float or None, default=None
         The training times ``t`` to cross-validate; ``None`` (or an entry ``None``) is the
-        converged limit. Every ``(alpha, t)`` pair is a candidate.
+        converged limit (``np.inf`` too, reported as ``None``). Every ``(alpha, t)`` pair is a
+        candidate.
     alphas_relative : bool, default=False
         Multiply ``alphas`` by the mean diagonal of the training kernel of all rows (its trace
         over ``n``): neural-tangents' ``diag_reg`` with ``diag_reg_absolute_scale=False``. The
