@@ -1,0 +1,1 @@
+"""Finite-width statistics of the NNGP and NTK (placeholder)."""

@@ -1,0 +1,156 @@
+"""Gaussian expectations of products of ``σ`` and ``σ'`` at up to four inputs.
+
+The 1/n statistics need, for a centred Gaussian vector ``u`` with covariance ``K`` (the
+infinite-width kernel of one layer, restricted to a few inputs),
+
+    E[σ(u_a) σ(u_b) σ(u_c) σ(u_d)],  E[σ(u_a) σ(u_b) σ'(u_c) σ'(u_d)],  E[σ'(u_a) ... σ'(u_d)]
+
+(the four-point functions of one neuron: the covariance of the next layer's empirical kernels)
+and the two-point function ``E[u_a σ'(u_a) σ(u_b)]`` (a Stein identity turns the derivatives
+that the NTK-kernel cross-correlation needs into it, see ``_recursion.py``).
+
+**Rule.** ``u = L ξ`` with ``L = U diag(sqrt(λ))`` from the eigendecomposition ``K = U Λ Uᵀ``
+(exact for singular ``K``: repeated or collinear inputs) and ``ξ`` on the tensor product of
+``m``-point Gauss-Hermite rules for the standard normal. All the expectations over a set of
+``k <= 4`` inputs share one ``m^k``-node rule (``m`` = 96, 48, 28, 20 for ``k`` = 1-4); a larger
+set is covered tuple by tuple (every ordered pair of input pairs gets its own 4-D rule).
+
+**Accuracy** (measured, ``tests/test_finite_width.py`` and the module's docstring numbers come
+from the same script): for smooth activations (erf, tanh, GELU, ...) at variances of order 1 the
+four-point functions are within 1e-6 of the 60-point rule. For activations with a kink at 0
+(ReLU, leaky ReLU, abs, ELU) Gauss-Hermite converges only algebraically: the errors are about
+1e-4 of the natural scale ``sqrt(E[σ(u_a)⁴] ... E[σ(u_d)⁴])^{1/2}`` at ``m = 20``, which is far
+below the Monte-Carlo error of any test against random networks but not machine precision.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+
+#: Gauss-Hermite points per dimension for a rule over k = 1, 2, 3, 4 inputs.
+POINTS_PER_DIM = {1: 96, 2: 48, 3: 28, 4: 20}
+
+
+@lru_cache(maxsize=8)
+def product_rule(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``(m^k, k)`` and weights ``(m^k,)`` (summing to 1) for ``ξ ~ N(0, I_k)``."""
+    x, w = hermegauss(m)
+    w = w / w.sum()
+    grids = np.meshgrid(*([x] * k), indexing="ij")
+    weights = np.meshgrid(*([w] * k), indexing="ij")
+    nodes = np.stack([g.reshape(-1) for g in grids], axis=-1)
+    return nodes, np.prod(np.stack([g.reshape(-1) for g in weights], axis=-1), axis=-1)
+
+
+def square_root(cov: jax.Array) -> jax.Array:
+    """``L`` with ``L Lᵀ = cov`` for a symmetric positive semi-definite ``cov`` (eigh)."""
+    lam, vecs = jnp.linalg.eigh(0.5 * (cov + jnp.swapaxes(cov, -1, -2)))
+    return vecs * jnp.sqrt(jnp.maximum(lam, 0.0))[..., None, :]
+
+
+def derivative(fn):
+    """Elementwise ``σ'`` of an elementwise ``σ`` by autodiff (0 at a kink's corner)."""
+    grad = jax.grad(lambda x: fn(x))
+    return lambda x: jax.vmap(grad)(x.reshape(-1)).reshape(x.shape)
+
+
+def set_moments(fn, cov: jax.Array) -> dict[str, jax.Array]:
+    """All the expectations over one set of ``k <= 4`` inputs with covariance ``cov (k, k)``.
+
+    Returns ``ssss, ssdd, dddd`` of shape ``(k, k, k, k)`` (``ssdd[a, b, c, d] =
+    E[σ_a σ_b σ'_c σ'_d]``), ``ss, dd`` of shape ``(k, k)`` from the same rule (so that the
+    covariances formed from them are those of one discrete distribution), and
+    ``usd[a, b] = E[u_a σ'(u_a) σ(u_b)]``.
+    """
+    k = cov.shape[-1]
+    nodes, weights = product_rule(POINTS_PER_DIM[k], k)
+    u = jnp.asarray(nodes, cov.dtype) @ square_root(cov).T
+    w = jnp.asarray(weights, cov.dtype)
+    s, d = fn(u), derivative(fn)(u)
+    ws, wd = w[:, None] * s, w[:, None] * d
+    ss = jnp.einsum("qa,qb->ab", ws, s)
+    dd = jnp.einsum("qa,qb->ab", wd, d)
+    # E[x_a x_b y_c y_d] = Σ_q w (x_a x_b)(y_c y_d): one matrix product over the nodes.
+    s2 = (s[:, :, None] * s[:, None, :]).reshape(-1, k * k)
+    d2 = (d[:, :, None] * d[:, None, :]).reshape(-1, k * k)
+    ws2 = w[:, None] * s2
+    ssss = (ws2.T @ s2).reshape(k, k, k, k)
+    ssdd = (ws2.T @ d2).reshape(k, k, k, k)
+    dddd = ((w[:, None] * d2).T @ d2).reshape(k, k, k, k)
+    usd = jnp.einsum("qa,qb->ab", w[:, None] * u * d, s)
+    return {"ssss": ssss, "ssdd": ssdd, "dddd": dddd, "ss": ss, "dd": dd, "usd": usd}
+
+
+def tuple_moments(fn, cov: jax.Array, batch_size: int = 16) -> dict[str, jax.Array]:
+    """The expectations of :func:`set_moments` over any number ``M`` of inputs.
+
+    Each ordered pair of unordered input pairs ``((a, b), (c, d))``, ``a <= b``, ``c <= d``,
+    gets its own four-dimensional rule (``20⁴`` nodes); the tensors are filled by symmetry. The
+    two-point ``ss``, ``dd`` are those of the rules for ``((a, b), (a, b))``, and ``usd`` comes
+    from a two-dimensional rule per ordered pair.
+    """
+    m = cov.shape[-1]
+    a, b = np.triu_indices(m)
+    n_pairs = a.size
+    first, second = np.divmod(np.arange(n_pairs * n_pairs), n_pairs)
+    idx = np.stack([a[first], b[first], a[second], b[second]], axis=-1)  # (T, 4)
+    nodes, weights = product_rule(POINTS_PER_DIM[4], 4)
+    nodes, weights = jnp.asarray(nodes, cov.dtype), jnp.asarray(weights, cov.dtype)
+    dfn = derivative(fn)
+
+    def one(ix):
+        sub = cov[ix[:, None], ix[None, :]]
+        u = nodes @ square_root(sub).T
+        s, d = fn(u), dfn(u)
+        ps, pd = s[:, 0] * s[:, 1], d[:, 2] * d[:, 3]
+        return jnp.stack(
+            [
+                weights @ (ps * s[:, 2] * s[:, 3]),
+                weights @ (ps * pd),
+                weights @ (d[:, 0] * d[:, 1] * pd),
+                weights @ ps,
+                weights @ (d[:, 0] * d[:, 1]),
+            ]
+        )
+
+    values = jax.lax.map(one, jnp.asarray(idx), batch_size=batch_size)  # (T, 5)
+    out = {}
+    for j, name in enumerate(("ssss", "ssdd", "dddd")):
+        t = jnp.zeros((m, m, m, m), cov.dtype)
+        for perm in ((0, 1, 2, 3), (1, 0, 2, 3), (0, 1, 3, 2), (1, 0, 3, 2)):
+            t = t.at[tuple(idx[:, p] for p in perm)].set(values[:, j])
+        out[name] = t
+    diag = first == second
+    for j, name in ((3, "ss"), (4, "dd")):
+        t = jnp.zeros((m, m), cov.dtype).at[a, b].set(values[diag, j])
+        out[name] = t.at[b, a].set(values[diag, j])
+    out["usd"] = _pair_usd(fn, cov)
+    return out
+
+
+def _pair_usd(fn, cov: jax.Array) -> jax.Array:
+    """``E[u_a σ'(u_a) σ(u_b)]`` for every ordered pair, one 2-D rule each."""
+    m = cov.shape[-1]
+    nodes, weights = product_rule(POINTS_PER_DIM[2], 2)
+    nodes, weights = jnp.asarray(nodes, cov.dtype), jnp.asarray(weights, cov.dtype)
+    dfn = derivative(fn)
+
+    def one(i, j):
+        ix = jnp.stack([i, j])
+        u = nodes @ square_root(cov[ix[:, None], ix[None, :]]).T
+        return weights @ (u[:, 0] * dfn(u[:, 0]) * fn(u[:, 1]))
+
+    rows, cols = jnp.meshgrid(jnp.arange(m), jnp.arange(m), indexing="ij")
+    return jax.vmap(one)(rows.reshape(-1), cols.reshape(-1)).reshape(m, m)
+
+
+def moments(fn, cov: jax.Array) -> dict[str, jax.Array]:
+    """:func:`set_moments` for ``M <= 4`` inputs, else :func:`tuple_moments`."""
+    if cov.shape[-1] <= 4:
+        return set_moments(fn, cov)
+    return tuple_moments(fn, cov)
