@@ -33,7 +33,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 #: Gauss-Hermite points per dimension for a rule over k = 1, 2, 3, 4 inputs.
-POINTS_PER_DIM = {1: 96, 2: 48, 3: 28, 4: 20}
+POINTS_PER_DIM = {1: 96, 2: 48, 3: 32, 4: 24}
 
 
 @lru_cache(maxsize=8)
@@ -90,35 +90,44 @@ def tuple_moments(fn, cov: jax.Array, batch_size: int = 16) -> dict[str, jax.Arr
     """The expectations of :func:`set_moments` over any number ``M`` of inputs.
 
     Each ordered pair of unordered input pairs ``((a, b), (c, d))``, ``a <= b``, ``c <= d``,
-    gets its own four-dimensional rule (``20⁴`` nodes); the tensors are filled by symmetry. The
-    two-point ``ss``, ``dd`` are those of the rules for ``((a, b), (a, b))``, and ``usd`` comes
-    from a two-dimensional rule per ordered pair.
+    gets its own rule over its ``r <= 4`` distinct inputs (``POINTS_PER_DIM[r]^r`` nodes); the
+    tensors are filled by symmetry. The two-point ``ss``, ``dd`` are those of the tuples
+    ``((a, b), (a, b))``, and ``usd`` comes from a two-dimensional rule per ordered pair.
     """
     m = cov.shape[-1]
     a, b = np.triu_indices(m)
     n_pairs = a.size
     first, second = np.divmod(np.arange(n_pairs * n_pairs), n_pairs)
     idx = np.stack([a[first], b[first], a[second], b[second]], axis=-1)  # (T, 4)
-    nodes, weights = product_rule(POINTS_PER_DIM[4], 4)
-    nodes, weights = jnp.asarray(nodes, cov.dtype), jnp.asarray(weights, cov.dtype)
     dfn = derivative(fn)
+    values = jnp.zeros((idx.shape[0], 5), cov.dtype)
+    distinct = [sorted(set(t)) for t in idx.tolist()]
+    for r in range(1, 5):
+        group = np.array([i for i, dist in enumerate(distinct) if len(dist) == r], dtype=int)
+        if group.size == 0:
+            continue
+        points = np.array([distinct[i] for i in group])  # (G, r) distinct inputs
+        slots = np.array([[distinct[i].index(p) for p in idx[i]] for i in group])  # (G, 4)
+        nodes, weights = product_rule(POINTS_PER_DIM[r], r)
+        nodes, weights = jnp.asarray(nodes, cov.dtype), jnp.asarray(weights, cov.dtype)
 
-    def one(ix):
-        sub = cov[ix[:, None], ix[None, :]]
-        u = nodes @ square_root(sub).T
-        s, d = fn(u), dfn(u)
-        ps, pd = s[:, 0] * s[:, 1], d[:, 2] * d[:, 3]
-        return jnp.stack(
-            [
-                weights @ (ps * s[:, 2] * s[:, 3]),
-                weights @ (ps * pd),
-                weights @ (d[:, 0] * d[:, 1] * pd),
-                weights @ ps,
-                weights @ (d[:, 0] * d[:, 1]),
-            ]
-        )
+        def one(args, nodes=nodes, weights=weights):
+            pts, slot = args
+            u = nodes @ square_root(cov[pts[:, None], pts[None, :]]).T
+            s, d = fn(u)[:, slot], dfn(u)[:, slot]
+            ps, pd = s[:, 0] * s[:, 1], d[:, 2] * d[:, 3]
+            return jnp.stack(
+                [
+                    weights @ (ps * s[:, 2] * s[:, 3]),
+                    weights @ (ps * pd),
+                    weights @ (d[:, 0] * d[:, 1] * pd),
+                    weights @ ps,
+                    weights @ (d[:, 0] * d[:, 1]),
+                ]
+            )
 
-    values = jax.lax.map(one, jnp.asarray(idx), batch_size=batch_size)  # (T, 5)
+        got = jax.lax.map(one, (jnp.asarray(points), jnp.asarray(slots)), batch_size=batch_size)
+        values = values.at[group].set(got)
     out = {}
     for j, name in enumerate(("ssss", "ssdd", "dddd")):
         t = jnp.zeros((m, m, m, m), cov.dtype)
