@@ -29,20 +29,24 @@ def random_networks(x, widths, activation, w_std, b_std, n_nets, seed=0, batch=1
         params = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             key, k1, k2 = jax.random.split(key, 3)
-            params.append((jax.random.normal(k1, (fan_in, fan_out)), jax.random.normal(k2, (fan_out,))))
+            params.append(
+                (jax.random.normal(k1, (fan_in, fan_out)), jax.random.normal(k2, (fan_out,)))
+            )
 
         def forward(ps):
             h = jnp.asarray(x)
             for i, (w, b) in enumerate(ps):
                 z = w_std / jnp.sqrt(h.shape[1]) * h @ w + b_std * b
                 if i < len(ps) - 1:
-                    last, h = h, fn(z)
+                    h = fn(z)
             return z[:, 0], h
 
         out, h = forward(params)
         nngp = b_std**2 + w_std**2 * (h @ h.T) / h.shape[1]
         jac = jax.jacobian(lambda ps: forward(ps)[0])(params)
-        flat = jnp.concatenate([j.reshape(x.shape[0], -1) for j in jax.tree_util.tree_leaves(jac)], 1)
+        flat = jnp.concatenate(
+            [j.reshape(x.shape[0], -1) for j in jax.tree_util.tree_leaves(jac)], 1
+        )
         return nngp, flat @ flat.T
 
     run = jax.jit(jax.vmap(one))
@@ -101,9 +105,7 @@ def _check_against_monte_carlo(activation, depth, w_std, b_std, widths_list, n_n
     ],
 )
 def test_statistics_match_random_networks(activation, depth, w_std, b_std, widths_list):
-    report = _check_against_monte_carlo(
-        activation, depth, w_std, b_std, widths_list, 3000, tol=3.0
-    )
+    report = _check_against_monte_carlo(activation, depth, w_std, b_std, widths_list, 3000, tol=3.0)
     print(report)
 
 
@@ -155,7 +157,9 @@ def test_relu_diagonal_closed_form():
     widths = [16, 40, 25]
     st = finite_width_statistics(X3, depth=3, width=widths, w_std=1.4)
     d = np.diag(st.nngp)
-    np.testing.assert_allclose(np.diag(st.nngp_var) / d**2, 5 * sum(1 / n for n in widths), rtol=2e-3)
+    np.testing.assert_allclose(
+        np.diag(st.nngp_var) / d**2, 5 * sum(1 / n for n in widths), rtol=2e-3
+    )
     np.testing.assert_allclose(np.diag(st.nngp_mean), d, rtol=1e-10)
 
 
@@ -172,7 +176,7 @@ def test_diagonal_mode_matches_full():
 
 def test_errors():
     with pytest.raises(ValueError, match="covariance='diagonal'"):
-        finite_width_statistics(np.ones((9, 2)), depth=1, width=4)
+        finite_width_statistics(np.ones((7, 2)), depth=1, width=4)
     with pytest.raises(ValueError, match="one per hidden layer"):
         finite_width_statistics(X3, depth=2, width=[4])
     with pytest.raises(ValueError, match="width"):
@@ -186,3 +190,27 @@ def test_errors():
     x = X3.copy()
     finite_width_statistics(x, depth=1, width=3)
     np.testing.assert_array_equal(x, X3)
+
+
+def test_ntk_fluctuation_of_the_builtin_mlp():
+    """The predicted spread matches the deviation measured over initialisations."""
+    from ntk_sklearn.empirical import init_mlp
+    from ntk_sklearn.training import ntk_fluctuation
+
+    x = np.linspace(-1.0, 1.0, 4).reshape(-1, 1)
+    arch = dict(depth=2, width=64, activation="erf", w_std=1.5, b_std=0.5)
+    squares = []
+    for seed in range(80):
+        params, apply_fn = init_mlp(jax.random.PRNGKey(seed), 1, **arch)
+        fl = ntk_fluctuation(apply_fn, params, x)
+        squares.append(fl.measured_relative_deviation**2)
+    assert fl.widths == (64, 64)
+    predicted = fl.predicted_relative_std**2 + fl.predicted_relative_bias**2
+    se = np.std(squares) / np.sqrt(len(squares))
+    assert abs(np.mean(squares) - predicted) <= 3 * se + 0.1 * predicted, (
+        np.mean(squares),
+        predicted,
+        se,
+    )
+    with pytest.raises(ValueError, match="built-in MLP"):
+        ntk_fluctuation(lambda p, x: x @ p, np.ones((1, 1)), x)

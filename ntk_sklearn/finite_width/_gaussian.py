@@ -25,32 +25,71 @@ below the Monte-Carlo error of any test against random networks but not machine 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
 
-#: Gauss-Hermite points per dimension for a rule over k = 1, 2, 3, 4 inputs.
-POINTS_PER_DIM = {1: 96, 2: 48, 3: 32, 4: 24}
-
-
-@lru_cache(maxsize=8)
-def product_rule(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes ``(m^k, k)`` and weights ``(m^k,)`` (summing to 1) for ``ξ ~ N(0, I_k)``."""
-    x, w = hermegauss(m)
-    w = w / w.sum()
-    grids = np.meshgrid(*([x] * k), indexing="ij")
-    weights = np.meshgrid(*([w] * k), indexing="ij")
-    nodes = np.stack([g.reshape(-1) for g in grids], axis=-1)
-    return nodes, np.prod(np.stack([g.reshape(-1) for g in weights], axis=-1), axis=-1)
+#: Gauss-Legendre points per panel (five panels a dimension) for a rule over k = 1-4 inputs.
+POINTS_PER_PANEL = {1: 24, 2: 16, 3: 10, 4: 7}
+_RANGE = 8.5  # the standard-normal weight is below 1e-15 beyond
+#: Fixed panel edges; the kink's position is added to them.
+_EDGES = (-_RANGE, -2.5, 0.0, 2.5, _RANGE)
+_PANELS = len(_EDGES)
 
 
-def square_root(cov: jax.Array) -> jax.Array:
-    """``L`` with ``L Lᵀ = cov`` for a symmetric positive semi-definite ``cov`` (eigh)."""
-    lam, vecs = jnp.linalg.eigh(0.5 * (cov + jnp.swapaxes(cov, -1, -2)))
-    return vecs * jnp.sqrt(jnp.maximum(lam, 0.0))[..., None, :]
+def cholesky(cov: jax.Array) -> jax.Array:
+    """Lower-triangular ``L`` with ``L Lᵀ = cov`` for a positive semi-definite ``cov (k, k)``.
+
+    A column whose pivot is (numerically) zero, a repeated or collinear input, is set to 0:
+    that input is then a fixed combination of the earlier ones.
+    """
+    k = cov.shape[-1]
+    scale = jnp.max(jnp.abs(jnp.diagonal(cov)))
+    cols = []
+    for j in range(k):
+        prev = jnp.stack(cols, -1) if cols else jnp.zeros((k, 0), cov.dtype)
+        resid = cov[:, j] - prev @ prev[j]
+        pivot = resid[j]
+        ok = pivot > 1e-13 * scale
+        root = jnp.sqrt(jnp.where(ok, pivot, 1.0))
+        col = jnp.where(ok, resid / root, 0.0)
+        cols.append(jnp.where(jnp.arange(k) >= j, col, 0.0))
+    return jnp.stack(cols, -1)
+
+
+def nested_rule(chol: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """Nodes ``u (Q, k)`` and weights ``(Q,)`` for ``u = L ξ``, ``ξ ~ N(0, I)``, ``Q = (5n)^k``.
+
+    ``ξ_j`` is integrated innermost-last; given ``ξ_1..ξ_{j-1}``, input ``j``'s activation has its
+    kink (or jump) at ``ξ_j = -μ_j / L_jj``, which becomes a panel edge: the line
+    ``[-8.5, 8.5]`` is cut at that point and at 0, ±2.5 into five panels with ``n`` Gauss-Legendre
+    points each. The later inputs depend smoothly on ``ξ_j`` once their own variables are
+    integrated out, so every one-dimensional integrand is smooth on each panel.
+    """
+    k = chol.shape[-1]
+    v, w = np.polynomial.legendre.leggauss(n)
+    v, w = jnp.asarray((v + 1.0) / 2.0, chol.dtype), jnp.asarray(w / 2.0, chol.dtype)
+    xi = jnp.zeros((1, 0), chol.dtype)
+    weight = jnp.ones((1,), chol.dtype)
+    for j in range(k):
+        mu = xi @ chol[j, :j]
+        diag = chol[j, j]
+        cut = jnp.where(diag > 0, -mu / jnp.where(diag > 0, diag, 1.0), 0.0)
+        cut = jnp.clip(cut, -_RANGE, _RANGE)
+        fixed = jnp.asarray(_EDGES, chol.dtype)
+        edges = jnp.sort(
+            jnp.concatenate([jnp.broadcast_to(fixed, cut.shape + fixed.shape), cut[:, None]], -1),
+            axis=-1,
+        )  # (Q, P + 1)
+        lo, width = edges[:, :-1], jnp.diff(edges, axis=-1)  # (Q, P)
+        t = lo[:, :, None] + width[:, :, None] * v  # (Q, P, n)
+        wt = width[:, :, None] * w * jnp.exp(-0.5 * t * t) / np.sqrt(2.0 * np.pi)
+        q = xi.shape[0]
+        xi = jnp.concatenate(
+            [jnp.repeat(xi, _PANELS * n, axis=0), t.reshape(q * _PANELS * n, 1)], axis=-1
+        )
+        weight = (weight[:, None] * wt.reshape(q, _PANELS * n)).reshape(-1)
+    return xi @ chol.T, weight
 
 
 def derivative(fn):
@@ -68,9 +107,7 @@ def set_moments(fn, cov: jax.Array) -> dict[str, jax.Array]:
     ``usd[a, b] = E[u_a σ'(u_a) σ(u_b)]``.
     """
     k = cov.shape[-1]
-    nodes, weights = product_rule(POINTS_PER_DIM[k], k)
-    u = jnp.asarray(nodes, cov.dtype) @ square_root(cov).T
-    w = jnp.asarray(weights, cov.dtype)
+    u, w = nested_rule(cholesky(cov), POINTS_PER_PANEL[k])
     s, d = fn(u), derivative(fn)(u)
     ws, wd = w[:, None] * s, w[:, None] * d
     ss = jnp.einsum("qa,qb->ab", ws, s)
@@ -90,7 +127,7 @@ def tuple_moments(fn, cov: jax.Array, batch_size: int = 16) -> dict[str, jax.Arr
     """The expectations of :func:`set_moments` over any number ``M`` of inputs.
 
     Each ordered pair of unordered input pairs ``((a, b), (c, d))``, ``a <= b``, ``c <= d``,
-    gets its own rule over its ``r <= 4`` distinct inputs (``POINTS_PER_DIM[r]^r`` nodes); the
+    gets its own rule over its ``r <= 4`` distinct inputs (:func:`nested_rule`); the
     tensors are filled by symmetry. The two-point ``ss``, ``dd`` are those of the tuples
     ``((a, b), (a, b))``, and ``usd`` comes from a two-dimensional rule per ordered pair.
     """
@@ -108,12 +145,10 @@ def tuple_moments(fn, cov: jax.Array, batch_size: int = 16) -> dict[str, jax.Arr
             continue
         points = np.array([distinct[i] for i in group])  # (G, r) distinct inputs
         slots = np.array([[distinct[i].index(p) for p in idx[i]] for i in group])  # (G, 4)
-        nodes, weights = product_rule(POINTS_PER_DIM[r], r)
-        nodes, weights = jnp.asarray(nodes, cov.dtype), jnp.asarray(weights, cov.dtype)
 
-        def one(args, nodes=nodes, weights=weights):
+        def one(args, r=r):
             pts, slot = args
-            u = nodes @ square_root(cov[pts[:, None], pts[None, :]]).T
+            u, weights = nested_rule(cholesky(cov[pts[:, None], pts[None, :]]), POINTS_PER_PANEL[r])
             s, d = fn(u)[:, slot], dfn(u)[:, slot]
             ps, pd = s[:, 0] * s[:, 1], d[:, 2] * d[:, 3]
             return jnp.stack(
@@ -145,13 +180,11 @@ def tuple_moments(fn, cov: jax.Array, batch_size: int = 16) -> dict[str, jax.Arr
 def _pair_usd(fn, cov: jax.Array) -> jax.Array:
     """``E[u_a σ'(u_a) σ(u_b)]`` for every ordered pair, one 2-D rule each."""
     m = cov.shape[-1]
-    nodes, weights = product_rule(POINTS_PER_DIM[2], 2)
-    nodes, weights = jnp.asarray(nodes, cov.dtype), jnp.asarray(weights, cov.dtype)
     dfn = derivative(fn)
 
     def one(i, j):
         ix = jnp.stack([i, j])
-        u = nodes @ square_root(cov[ix[:, None], ix[None, :]]).T
+        u, weights = nested_rule(cholesky(cov[ix[:, None], ix[None, :]]), POINTS_PER_PANEL[2])
         return weights @ (u[:, 0] * dfn(u[:, 0]) * fn(u[:, 1]))
 
     rows, cols = jnp.meshgrid(jnp.arange(m), jnp.arange(m), indexing="ij")

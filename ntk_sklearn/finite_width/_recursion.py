@@ -17,7 +17,8 @@ in the earlier parameters, ``Θ̂^l_{ii'} = J^l_i·J^l_{i'}``). Averaged over th
 (the finite-width form of the NTK recursion, Roberts, Yaida & Hanin 2022, eq. 8.12; Hanin &
 Nica 2019, eq. 1.7), and ``Cov(y_k·y_k)`` involves the off-diagonal ``Θ̂^l_{ii'}`` through
 
-    P^{l+1}_{ab;cd} = Σ_{ii'} M_{ii'}(ab) M_{ii'}(cd),   M_{ii'}(ab) = w²/n_l σ'_i(a)σ'_{i'}(b) Θ̂^l_{ii',ab}.
+    P^{l+1}_{ab;cd} = Σ_{ii'} M_{ii'}(ab) M_{ii'}(cd),
+    M_{ii'}(ab) = w²/n_l σ'_i(a)σ'_{i'}(b) Θ̂^l_{ii',ab}.
 
 The cross-correlation of the NTK with the preactivations that the layer ``l+1`` means need
 (Stein's lemma on the Gaussian weights) enters through
@@ -32,7 +33,8 @@ order 1/n) and using the laws of total expectation and covariance conditioned on
     E K̂^{l+1}  = F(K^l) + J_F μ_K^l + ½ H_F[V^l]                                           (3)
     E Θ̄^{l+1}  = G + J_G (μ_K^l, μ_Θ^l) + ½ H_G[V^l] + w² Σ_{ef} R^l_{ef;ab} E[∂_e∂_f σ'_aσ'_b]  (4)
     V^{l+1}    = S(K^l, Θ^l) / n_l + J V^l Jᵀ                                               (5)
-    R^{l+1}    = w⁴/n_l E[σ_eσ'_a σ_fσ'_b] Θ^l_ab + w⁴ Σ_{e'f'} R^l_{e'f';ab} E[∂_{e'}(σ_eσ'_a)] E[∂_{f'}(σ_fσ'_b)]  (6)
+    R^{l+1}    = w⁴/n_l E[σ_eσ'_a σ_fσ'_b] Θ^l_ab
+                 + w⁴ Σ_{e'f'} R^l_{e'f';ab} E[∂_{e'}(σ_eσ'_a)] E[∂_{f'}(σ_fσ'_b)]            (6)
     P^{l+1}    = w⁴/n_l E[σ'_aσ'_bσ'_cσ'_d] Θ^l_ab Θ^l_cd + w⁴ Ḟ_ac Ḟ_bd P^l_{ab;cd}          (7)
 
 where ``V`` is the joint covariance of ``(K̂, Θ̄)`` and ``S`` the covariance of one neuron's
@@ -80,7 +82,9 @@ def first_layer(x: jax.Array, w2: float, b2: float) -> LayerState:
     k = b2 + w2 * (x @ x.T) / x.shape[1]
     m = k.shape[0]
     zero2, zero4 = jnp.zeros_like(k), jnp.zeros((m, m, m, m), k.dtype)
-    return LayerState(k, k, zero2, zero2, zero4, zero4, zero4, jnp.zeros((m, m, 2, 2), k.dtype), zero4)
+    return LayerState(
+        k, k, zero2, zero2, zero4, zero4, zero4, jnp.zeros((m, m, 2, 2), k.dtype), zero4
+    )
 
 
 def _local_maps(act, w2, b2):
@@ -114,7 +118,12 @@ def layer_step(state: LayerState, width, w2, b2, act) -> LayerState:
     w4 = w2 * w2
     r = jnp.arange(m)
     a2, b2_ = r[:, None], r[None, :]
-    a4, b4, c4, d4 = r[:, None, None, None], r[None, :, None, None], r[None, None, :, None], r[None, None, None, :]
+    a4, b4, c4, d4 = (
+        r[:, None, None, None],
+        r[None, :, None, None],
+        r[None, None, :, None],
+        r[None, None, None, :],
+    )
 
     # Local variables of entry (a, b): (K_aa, K_bb, K_ab, Θ_ab); index pairs of each.
     def sel(i, a, b):
@@ -224,9 +233,10 @@ def layer_step(state: LayerState, width, w2, b2, act) -> LayerState:
     )
 
     # (7)
-    off = w4 * inv_n * mo["dddd"] * th_ab * th_cd + w4 * dd[:, None, :, None] * dd[
-        None, :, None, :
-    ] * state.off_diagonal
+    off = (
+        w4 * inv_n * mo["dddd"] * th_ab * th_cd
+        + w4 * dd[:, None, :, None] * dd[None, :, None, :] * state.off_diagonal
+    )
 
     return LayerState(
         values[:, :, 0], values[:, :, 1], mean_k, mean_t, cov_kk, cov_kt, cov_tt, cross, off

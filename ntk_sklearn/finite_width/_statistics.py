@@ -16,7 +16,7 @@ from ntk_sklearn.kernels import get_activation
 
 #: Largest number of inputs for ``covariance="full"``: the (N, N, N, N) tensors take a
 #: four-dimensional quadrature per pair of input pairs, ``(N(N+1)/2)²`` of them per layer.
-MAX_FULL_INPUTS = 8
+MAX_FULL_INPUTS = 6
 #: Pairs of inputs per batch of the ``covariance="diagonal"`` recursion.
 _PAIR_BATCH = 2048
 #: N⁴-sized float64 arrays alive at once in one ``"full"`` layer step (measured bound).
@@ -117,7 +117,7 @@ def finite_width_statistics(
     negative_slope, quadrature_points
         As in :func:`~ntk_sklearn.kernels.fc_kernel`.
     covariance : {"full", "diagonal"}, default="full"
-        ``"full"``: the (N, N, N, N) covariances (``N <= 8``: their cost grows as N⁴ in memory
+        ``"full"``: the (N, N, N, N) covariances (``N <= 6``: their cost grows as N⁴ in memory
         and about N⁴ four-dimensional quadratures per layer). ``"diagonal"``: only the variance
         of each entry, in O(N²) (the same recursion on every pair of inputs), for any N.
 
@@ -128,7 +128,7 @@ def finite_width_statistics(
     Raises
     ------
     ValueError
-        For invalid arguments, ``depth < 1``, or ``covariance="full"`` with ``N > 8``.
+        For invalid arguments, ``depth < 1``, or ``covariance="full"`` with ``N > 6``.
     MemoryError
         Before allocating, when the tensors cannot fit in the available memory.
 
