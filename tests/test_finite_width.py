@@ -109,6 +109,7 @@ def test_statistics_match_random_networks(activation, depth, w_std, b_std, width
     print(report)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["erf", "relu"])
 def test_one_hidden_layer_is_an_average_of_independent_neurons(activation):
     """Depth 1: no mean shift; Cov K̂ = w⁴ Cov[σσ, σσ]/n exactly (here: by a large sample)."""
@@ -137,6 +138,7 @@ def test_predictions_scale_exactly_as_one_over_width():
         np.testing.assert_allclose(shift_b, shift_a / 3, rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_four_index_symmetries_and_limits():
     st = finite_width_statistics(X3, depth=2, width=20, activation="tanh", b_std=0.3)
     for cov in (st.nngp_cov, st.ntk_cov):
@@ -163,6 +165,7 @@ def test_relu_diagonal_closed_form():
     np.testing.assert_allclose(np.diag(st.nngp_mean), d, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_diagonal_mode_matches_full():
     x = np.random.default_rng(3).normal(size=(4, 3))
     kw = dict(depth=2, width=[30, 50], activation="erf", w_std=1.1, b_std=0.2)
@@ -192,6 +195,7 @@ def test_errors():
     np.testing.assert_array_equal(x, X3)
 
 
+@pytest.mark.slow
 def test_ntk_fluctuation_of_the_builtin_mlp():
     """The predicted spread matches the deviation measured over initialisations."""
     from ntk_sklearn.empirical import init_mlp

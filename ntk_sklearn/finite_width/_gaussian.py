@@ -29,12 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-#: Gauss-Legendre points per panel (five panels a dimension) for a rule over k = 1-4 inputs.
-POINTS_PER_PANEL = {1: 24, 2: 16, 3: 10, 4: 7}
+#: Gauss-Legendre points per panel (nine panels a dimension) for a rule over k = 1-4 inputs.
+POINTS_PER_PANEL = {1: 12, 2: 8, 3: 6, 4: 4}
 _RANGE = 8.5  # the standard-normal weight is below 1e-15 beyond
-#: Fixed panel edges; the kink's position is added to them.
+#: Fixed panel edges in ξ; the kink's position and edges around it are added to them.
 _EDGES = (-_RANGE, -2.5, 0.0, 2.5, _RANGE)
-_PANELS = len(_EDGES)
+#: Edges around the kink, in units of 1 / L_jj (the scale of the activation's bend in ξ_j).
+_NEAR = (-2.0, -0.5, 0.0, 0.5, 2.0)
+_PANELS = len(_EDGES) + len(_NEAR) - 1
 
 
 def cholesky(cov: jax.Array) -> jax.Array:
@@ -58,12 +60,12 @@ def cholesky(cov: jax.Array) -> jax.Array:
 
 
 def nested_rule(chol: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-    """Nodes ``u (Q, k)`` and weights ``(Q,)`` for ``u = L ξ``, ``ξ ~ N(0, I)``, ``Q = (5n)^k``.
+    """Nodes ``u (Q, k)`` and weights ``(Q,)`` for ``u = L ξ``, ``ξ ~ N(0, I)``, ``Q = (9n)^k``.
 
     ``ξ_j`` is integrated innermost-last; given ``ξ_1..ξ_{j-1}``, input ``j``'s activation has its
     kink (or jump) at ``ξ_j = -μ_j / L_jj``, which becomes a panel edge: the line
-    ``[-8.5, 8.5]`` is cut at that point and at 0, ±2.5 into five panels with ``n`` Gauss-Legendre
-    points each. The later inputs depend smoothly on ``ξ_j`` once their own variables are
+    ``[-8.5, 8.5]`` is cut at that point, at ±0.5 and ±2 times ``1/L_jj`` from it (where the activation
+    bends) and at 0, ±2.5 into nine panels with ``n`` Gauss-Legendre points each. The later inputs depend smoothly on ``ξ_j`` once their own variables are
     integrated out, so every one-dimensional integrand is smooth on each panel.
     """
     k = chol.shape[-1]
@@ -75,12 +77,11 @@ def nested_rule(chol: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
         mu = xi @ chol[j, :j]
         diag = chol[j, j]
         cut = jnp.where(diag > 0, -mu / jnp.where(diag > 0, diag, 1.0), 0.0)
-        cut = jnp.clip(cut, -_RANGE, _RANGE)
-        fixed = jnp.asarray(_EDGES, chol.dtype)
-        edges = jnp.sort(
-            jnp.concatenate([jnp.broadcast_to(fixed, cut.shape + fixed.shape), cut[:, None]], -1),
-            axis=-1,
-        )  # (Q, P + 1)
+        # the activation bends within |u_j| ~ 1 of its kink: |ξ_j - cut| ~ 1 / L_jj
+        scale = jnp.where(diag > 0, 1.0 / jnp.where(diag > 0, diag, 1.0), 0.0)
+        local = cut[:, None] + scale * jnp.asarray(_NEAR, chol.dtype)
+        fixed = jnp.broadcast_to(jnp.asarray(_EDGES, chol.dtype), cut.shape + (len(_EDGES),))
+        edges = jnp.sort(jnp.clip(jnp.concatenate([fixed, local], -1), -_RANGE, _RANGE), -1)
         lo, width = edges[:, :-1], jnp.diff(edges, axis=-1)  # (Q, P)
         t = lo[:, :, None] + width[:, :, None] * v  # (Q, P, n)
         wt = width[:, :, None] * w * jnp.exp(-0.5 * t * t) / np.sqrt(2.0 * np.pi)
@@ -192,7 +193,11 @@ def _pair_usd(fn, cov: jax.Array) -> jax.Array:
 
 
 def moments(fn, cov: jax.Array) -> dict[str, jax.Array]:
-    """:func:`set_moments` for ``M <= 4`` inputs, else :func:`tuple_moments`."""
-    if cov.shape[-1] <= 4:
+    """:func:`set_moments` for ``M <= 2`` inputs, else :func:`tuple_moments`.
+
+    Tuple by tuple, repeated inputs (the diagonal entries) get a rule in fewer dimensions, hence
+    more points per dimension, than one rule over all ``M`` inputs would give them.
+    """
+    if cov.shape[-1] <= 2:
         return set_moments(fn, cov)
     return tuple_moments(fn, cov)
