@@ -10,8 +10,10 @@ and its typical relative deviation from the infinite-width NTK ``Θ`` grows like
 Left: the relative standard deviation ``sqrt(Σ_ab Var Θ̂_ab) / ‖Θ‖_F`` on three inputs for ReLU
 networks (He initialisation, ``w_std = √2``) of depths 1-8, predicted (lines, widths 16-2048) and
 measured over random networks of the built-in MLP (points, widths 16-256, 40 networks each;
-error bars: the standard error of the estimate). Right: the width at which the predicted typical deviation
-``sqrt(std² + bias²)`` falls to 5 % of the limit, per depth: it grows linearly with depth.
+error bars: the standard error of the estimate). Right: the width at which the predicted typical
+deviation ``sqrt(std² + bias²)`` falls to 5 % of the limit, per depth: it grows linearly with
+depth. At width 16 and depth 8 the networks are far from the 1/n regime and the measured
+spread exceeds the first-order prediction.
 
 Run ``python examples/plot_finite_width.py [output.png]`` (about a minute on 2 CPU cores).
 """
