@@ -218,3 +218,16 @@ def test_ntk_fluctuation_of_the_builtin_mlp():
     )
     with pytest.raises(ValueError, match="built-in MLP"):
         ntk_fluctuation(lambda p, x: x @ p, np.ones((1, 1)), x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["ntk_sklearn.finite_width._statistics", "ntk_sklearn.training._fluctuation"]
+)
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
