@@ -204,7 +204,7 @@ def test_ntk_fluctuation_of_the_builtin_mlp():
     x = np.linspace(-1.0, 1.0, 4).reshape(-1, 1)
     arch = dict(depth=2, width=64, activation="erf", w_std=1.5, b_std=0.5)
     squares = []
-    for seed in range(80):
+    for seed in range(40):
         params, apply_fn = init_mlp(jax.random.PRNGKey(seed), 1, **arch)
         fl = ntk_fluctuation(apply_fn, params, x)
         squares.append(fl.measured_relative_deviation**2)

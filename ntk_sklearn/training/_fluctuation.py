@@ -124,8 +124,8 @@ def ntk_fluctuation(
             ),
             dtype=np.float64,
         )
-    first_output = lambda p, inputs: apply_fn(p, inputs)[:, 0]  # noqa: E731
-    ntk0 = np.asarray(empirical_ntk(first_output, params, x), dtype=np.float64)
+    ntk0 = np.asarray(empirical_ntk(apply_fn, params, x, outputs="full"), dtype=np.float64)
+    ntk0 = ntk0[:, :, 0, 0] if ntk0.ndim == 4 else ntk0  # the first output unit
     norm = np.linalg.norm(limit)
     return NTKFluctuation(
         float(np.sqrt(stats.ntk_var.sum()) / norm),
