@@ -134,8 +134,8 @@ def test_one_hidden_layer_is_an_average_of_independent_neurons(activation):
 
 def test_predictions_scale_exactly_as_one_over_width():
     kw = dict(depth=3, activation="erf", w_std=1.2, b_std=0.1)
-    a = finite_width_statistics(X3, width=[10, 20, 30], **kw)
-    b = finite_width_statistics(X3, width=[30, 60, 90], **kw)
+    a = finite_width_statistics(X3[:2], width=[10, 20, 30], **kw)
+    b = finite_width_statistics(X3[:2], width=[30, 60, 90], **kw)
     for name in ("nngp_cov", "ntk_cov", "nngp_var", "ntk_var"):
         np.testing.assert_allclose(getattr(b, name), getattr(a, name) / 3, rtol=1e-12, atol=1e-15)
     for name in ("nngp", "ntk"):
