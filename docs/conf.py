@@ -63,6 +63,7 @@ API_MODULES = [
     "ntk_sklearn.dynamics",
     "ntk_sklearn.preprocessing",
     "ntk_sklearn.empirical",
+    "ntk_sklearn.finite_width",
     "ntk_sklearn.training",
     "ntk_sklearn.solvers",
     "ntk_sklearn.gaussian_process",
