@@ -1,0 +1,89 @@
+"""Regressions of issue 23 in the kernel layer: 1x1 average pooling, the Myrtle network on
+small images, and tiles sized to small calls."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+from ntk_sklearn import NTKRegressor
+from ntk_sklearn.gaussian_process import NNGPKernel
+from ntk_sklearn.kernels import AvgPool, Conv, Dense, Flatten, Relu, _serial, serial
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _images(n, shape=(6, 5, 2), seed=0):
+    return np.random.default_rng(seed).normal(size=(n, *shape))
+
+
+# -- AvgPool((1, 1)): a window that reads same-pixel pairs only ---------------------------------
+
+
+def test_unit_pool_is_the_identity():
+    """``AvgPool((1, 1))`` changes nothing: the stack without it gives the same kernels (it
+    used to raise ``IndexError: tuple index out of range``)."""
+    x1, x2 = _images(3), _images(4, seed=1)
+    head = [Conv(w_std=1.4, b_std=0.1), Relu()]
+    tail = [Flatten(), Dense(1.3, 0.1)]
+    pooled = serial(*head, AvgPool((1, 1)), *tail)
+    plain = serial(*head, *tail)
+    assert pooled.layouts(x1.shape[1:])[2] == "diag"
+    for got, want in ((pooled(x1, x2), plain(x1, x2)), (pooled.diag(x1), plain.diag(x1))):
+        np.testing.assert_allclose(got.nngp, want.nngp, rtol=1e-13)
+        np.testing.assert_allclose(got.ntk, want.ntk, rtol=1e-13)
+
+
+def test_strided_unit_pool_subsamples_pixels():
+    """``AvgPool((1, 1), strides=(2, 2))`` keeps every second pixel: after pixelwise layers
+    (1x1 convolutions, ReLU) it equals the stack on the subsampled images; after a 3x3
+    convolution it equals the computation on all pixel pairs."""
+    x1, x2 = _images(3), _images(4, seed=1)
+    pixelwise = [Conv((1, 1), w_std=1.4, b_std=0.1), Relu()]
+    tail = [Flatten(), Dense(1.3, 0.1)]
+    pooled = serial(*pixelwise, AvgPool((1, 1), strides=(2, 2)), *tail)
+    got, want = pooled(x1, x2), serial(*pixelwise, *tail)(x1[:, ::2, ::2], x2[:, ::2, ::2])
+    np.testing.assert_allclose(got.nngp, want.nngp, rtol=1e-13)
+    np.testing.assert_allclose(got.ntk, want.ntk, rtol=1e-13)
+
+    stack = serial(Conv(w_std=1.4, b_std=0.1), Relu(), AvgPool((1, 1), (2, 2)), *tail)
+    layouts = stack.layouts(x1.shape[1:])
+    all_pairs = tuple(layout if layout == "fc" else "full" for layout in layouts)
+    run = jax.jit(_serial._run, static_argnums=(3, 4))
+    full = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, all_pairs)
+    got = stack(x1, x2)
+    np.testing.assert_allclose(got.nngp, full.nngp, rtol=1e-13)
+    np.testing.assert_allclose(got.ntk, full.ntk, rtol=1e-13)
+    np.testing.assert_allclose(stack.diag(x1).ntk, np.diag(stack(x1).ntk), rtol=1e-13)
+
+
+def test_unit_pool_in_the_estimators_and_scikit_learn_kernels():
+    """The same layers through ``layers=`` (estimator) and ``NNGPKernel`` inside ``SVC``."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(12, 4 * 4 * 2))
+    y = X[:, 0] + 0.1 * rng.normal(size=12)
+    labels = (y > np.median(y)).astype(int)
+    # The estimators put their w_std/b_std into the layers; these are the same.
+    stack = serial(
+        Conv(w_std=1.4, b_std=0.1), Relu(), AvgPool((1, 1), (2, 2)), Flatten(), Dense(1.4, 0.1)
+    )
+    params = dict(layers=stack, image_shape=(4, 4, 2), w_std=1.4, b_std=0.1)
+    model = NTKRegressor(**params, alpha=1e-3).fit(X, y)
+    gram = stack(X.reshape(-1, 4, 4, 2), get="ntk")
+    expected = gram @ np.linalg.solve(gram + 1e-3 * np.eye(12), y - y.mean()) + y.mean()
+    np.testing.assert_allclose(model.predict(X), expected, rtol=1e-6, atol=1e-8)
+
+    kernel = NNGPKernel(**params)
+    svc = SVC(kernel=kernel).fit(X, labels)
+    nngp = stack(X.reshape(-1, 4, 4, 2), get="nngp")
+    reference = SVC(kernel="precomputed").fit(nngp, labels)
+    np.testing.assert_allclose(
+        svc.decision_function(X), reference.decision_function(nngp), rtol=1e-6, atol=1e-8
+    )
