@@ -347,7 +347,7 @@ def test_reshape_inputs():
         (dict(architecture="conv", image_shape=(4, 4, 1), pooling="max"), "pooling must be"),
         (dict(architecture="conv", image_shape=(2, 2, 1), filter_size=0), "filter_shape must"),
         (dict(architecture="myrtle", image_shape=(8, 8, 1), depth=2), "depth .* >= 3"),
-        (dict(architecture="myrtle", image_shape=(2, 2, 1), depth=3), "does not fit images"),
+        (dict(architecture="myrtle", image_shape=(2, 2, 1), depth=3), "needs images of at least 4x4"),
         (dict(depth=-1), "depth"),
         (dict(activation="relux"), "relux"),
         (dict(w_std=-1.0), "w_std"),

@@ -10,6 +10,7 @@ import pytest
 from sklearn.svm import SVC
 
 from ntk_sklearn import NTKRegressor
+from ntk_sklearn.architectures import make_stack
 from ntk_sklearn.gaussian_process import NNGPKernel
 from ntk_sklearn.kernels import AvgPool, Conv, Dense, Flatten, Relu, _serial, serial
 
@@ -87,3 +88,39 @@ def test_unit_pool_in_the_estimators_and_scikit_learn_kernels():
     np.testing.assert_allclose(
         svc.decision_function(X), reference.decision_function(nngp), rtol=1e-6, atol=1e-8
     )
+
+
+# -- architecture="myrtle" on small images ------------------------------------------------------
+
+
+@pytest.mark.parametrize("image_shape", [(2, 2, 1), (3, 3, 2), (4, 3, 1), (3, 8, 1)])
+def test_myrtle_refuses_images_under_4x4_naming_the_size(image_shape):
+    """The Myrtle network on images under 4x4 says so (it used to report an AvgPool window
+    error about 1x1 images), through make_stack, the estimators and NNGPKernel."""
+    message = r"architecture='myrtle' needs images of at least 4x4 pixels"
+    with pytest.raises(ValueError, match=message):
+        make_stack("myrtle", depth=3, image_shape=image_shape)
+    X = np.random.default_rng(0).normal(size=(4, int(np.prod(image_shape))))
+    with pytest.raises(ValueError, match=message):
+        NTKRegressor(architecture="myrtle", depth=3, image_shape=image_shape).fit(X, X[:, 0])
+    kernel = NNGPKernel(architecture="myrtle", depth=3, image_shape=image_shape)
+    with pytest.raises(ValueError, match=message):
+        kernel(X)
+
+
+def test_myrtle_size_check_agrees_with_its_layers():
+    """Refused exactly where the Myrtle layers do not fit the images."""
+    layers = make_stack("myrtle", depth=3, image_shape=(8, 8, 1))
+    for h in range(1, 7):
+        for w in range(1, 7):
+            try:
+                layers.layouts((h, w, 1))
+                fits = True
+            except ValueError:
+                fits = False
+            try:
+                make_stack("myrtle", depth=3, image_shape=(h, w, 1))
+                accepted = True
+            except ValueError:
+                accepted = False
+            assert accepted == fits, (h, w)
