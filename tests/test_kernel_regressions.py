@@ -12,7 +12,17 @@ from sklearn.svm import SVC
 from ntk_sklearn import NTKRegressor
 from ntk_sklearn.architectures import make_stack
 from ntk_sklearn.gaussian_process import NNGPKernel
-from ntk_sklearn.kernels import AvgPool, Conv, Dense, Flatten, Relu, _serial, serial
+from ntk_sklearn.kernels import (
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    Relu,
+    _serial,
+    _tiling,
+    serial,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -124,3 +134,44 @@ def test_myrtle_size_check_agrees_with_its_layers():
             except ValueError:
                 accepted = False
             assert accepted == fits, (h, w)
+
+
+# -- tiles sized to small calls -----------------------------------------------------------------
+
+
+def test_small_calls_are_not_padded_to_a_full_tile(monkeypatch):
+    """2 rows against 3 of an all-pixel-pair kernel compute 2 x 4 padded rows (they were padded
+    to 32 x 32: a tanh flip kernel on 5x3 images took 31 s); the values are the same entries as
+    in a larger call."""
+    stack = serial(Conv(w_std=1.4, b_std=0.1), Relu(), GlobalAvgPool(), Dense(1.4, 0.1))
+    x = _images(40, shape=(5, 3, 1), seed=4)
+    assert stack.layouts(x.shape[1:])[0] == "full"
+    shapes = []
+    tile = _serial._grid_tile
+
+    def spy(runs, flip, a, b, *args):
+        shapes.append((a.shape[0], b.shape[0]))
+        return tile(runs, flip, a, b, *args)
+
+    monkeypatch.setattr(_serial, "_grid_tile", spy)
+    small = stack(x[:2], x[2:5])
+    assert shapes == [(2, 4)]
+    whole = stack(x)
+    np.testing.assert_allclose(small.nngp, whole.nngp[:2, 2:5], rtol=1e-13)
+    np.testing.assert_allclose(small.ntk, whole.ntk[:2, 2:5], rtol=1e-13)
+    # A call of 40 rows keeps the buckets of multiples of 32 (one tile of 40 padded to 48).
+    assert shapes[1:] == [(48, 48)]
+
+
+def test_row_buckets():
+    """Padded row counts: at least the rows, at most a block, under twice the rows below 32
+    (a power of two), multiples of 32 up to 256 rows and of 128 above."""
+    for block in (1, 7, 48, 2048):
+        for n in range(1, min(block, 600) + 1):
+            size = _tiling.padded(n, block)
+            assert n <= size <= max(block, n)
+            if n < 32:
+                assert size < 2 * n or size == block
+                assert size == block or size & (size - 1) == 0
+            elif size < block:
+                assert size % (32 if n <= 256 else 128) == 0
