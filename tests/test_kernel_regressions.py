@@ -3,6 +3,9 @@ small images, and tiles sized to small calls."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,3 +178,21 @@ def test_row_buckets():
                 assert size == block or size & (size - 1) == 0
             elif size < block:
                 assert size % (32 if n <= 256 else 128) == 0
+
+
+def test_numpy_activation_refused_twice_in_one_process():
+    """A NumPy ufunc as activation is refused every time (a second jax.eval_shape of np.tanh
+    used to kill the process with a segmentation fault), checked in a fresh process."""
+    code = (
+        "import numpy as np\n"
+        "from ntk_sklearn.kernels import Activation\n"
+        "for _ in range(3):\n"
+        "    try:\n"
+        "        Activation(np.tanh)\n"
+        "    except ValueError as error:\n"
+        "        assert 'np.tanh' in str(error)\n"
+        "print('refused')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "refused"
