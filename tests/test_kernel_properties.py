@@ -147,7 +147,7 @@ def check_flip(layers, shape, seed: int = 0) -> None:
 
 
 QUICK = settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
