@@ -334,9 +334,22 @@ def make_stack(
     if flip_invariant:
         stack = serial(*stack.layers, flip_invariant=True)
     _check_features(n_features, architecture, image_shape, layers, "X")
+    if layers is None and architecture == "myrtle":
+        _check_myrtle_images(image_shape)
     row_shape = image_shape if images else (1,)
     stack.layouts(row_shape)  # a ValueError naming the first layer that does not fit
     return stack
+
+
+def _check_myrtle_images(image_shape: tuple[int, int, int]) -> None:
+    """Myrtle halves each side at each of its ``AvgPool((2, 2))``: 4 x 4 pixels at least."""
+    smallest = 2 ** (_MYRTLE_GROUPS - 1)
+    if min(image_shape[:2]) < smallest:
+        raise ValueError(
+            f"architecture='myrtle' needs images of at least {smallest}x{smallest} pixels (its "
+            f"{_MYRTLE_GROUPS - 1} AvgPool((2, 2)) layers halve each side); got image_shape="
+            f"{image_shape}. Use architecture='conv' for smaller images."
+        )
 
 
 def _readout(pooling: str, axes: int) -> Serial:

@@ -26,6 +26,7 @@ def compare() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_run_comparison_tiny_digits(compare: ModuleType, tmp_path: Path) -> None:
     X_train, y_train, X_test, y_test = compare.load_dataset("digits", None, 200, seed=0)
     assert X_train.shape == (1597, 64) and X_test.shape == (200, 64)

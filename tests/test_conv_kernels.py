@@ -63,6 +63,7 @@ def build(layers) -> Serial:
     return serial(*out)
 
 
+@pytest.mark.slow
 def test_reference_conv_stacks(conv_reference):
     """Every neural-tangents case: 1e-10 of the largest entry, 1e-7 at correlation ±1 pairs."""
     data, meta = conv_reference
@@ -193,6 +194,7 @@ BAND_STACKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "shape"),
     [(name, (9, 11, 2)) for name in BAND_STACKS if name != "full-then-band"]
@@ -419,6 +421,7 @@ FLAT = serial(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stack", [MYRTLE, FLAT], ids=["myrtle", "flatten"])
 def test_symmetric_psd_blocks_and_float32(stack):
     x = _images(7, shape=(6, 6, 2))
@@ -438,6 +441,7 @@ def test_symmetric_psd_blocks_and_float32(stack):
         assert np.abs(a - b).max() / np.abs(b).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_two_devices_give_the_same_kernel():
     code = textwrap.dedent(
         """
@@ -496,6 +500,7 @@ def _central_difference(f, x, h):
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["relu", "erf", "gelu", "sin", "tanh"])
 def test_gradients_match_finite_differences(activation):
     """d/dw_std, d/db_std of every entry (diagonal and duplicate rows included), and d/dx."""
@@ -534,6 +539,7 @@ def test_gradients_match_finite_differences(activation):
     np.testing.assert_allclose(float(jnp.sum(grad_x * direction)), fd, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_conv_gradients_match_finite_differences():
     x = jnp.asarray(_images(3, shape=(4, 4, 2)))
 
@@ -666,6 +672,7 @@ def test_jax_scalar_hyperparameters_are_accepted():
     assert Dense(jnp.asarray(1.5), np.float32(0.1)) == Dense(1.5, float(np.float32(0.1)))
 
 
+@pytest.mark.slow
 def test_repeated_layers_run_as_a_loop_equal_the_unrolled_stack(monkeypatch):
     """Runs of identical groups (with or without hyperparameters) go through lax.scan."""
     from ntk_sklearn.kernels import _serial
@@ -698,6 +705,7 @@ DEEP_STACKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DEEP_STACKS))
 def test_scanned_layers_equal_unrolled(name, monkeypatch):
     """Repeated layers run in a loop whose carry packs the NTK into the NNGP's imaginary part
@@ -745,6 +753,7 @@ def test_two_repeats_loop_on_images_only():
     assert not loops(serial(*[Dense(1.3), Relu()] * 2, Dense(1.3)), (6,))
 
 
+@pytest.mark.slow
 def test_image_tiles_without_a_known_compile_option(monkeypatch):
     """The extra XLA option of image tiles is probed: where the installed jaxlib does not know
     it, the tiles compile without it and give the same kernels."""

@@ -91,6 +91,7 @@ def _check(result, expected, devices: int, processes: int) -> None:
         np.testing.assert_allclose(result[name], expected[name], rtol=0, atol=1e-8 * scale)
 
 
+@pytest.mark.slow
 def test_two_devices_equal_one(tmp_path, expected):
     script = tmp_path / "fit.py"
     script.write_text(_FIT)
@@ -113,6 +114,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_equal_one(tmp_path, expected):
     """``jax.distributed`` on localhost, CPU collectives: each process computes its own rows."""
     script = tmp_path / "fit.py"
@@ -143,12 +146,14 @@ def test_two_processes_equal_one(tmp_path, expected):
 # -- verbose ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_silent_by_default(capsys):
     X, y = load_digits(return_X_y=True)
     NTKClassifier(solver="cg").fit(X[:200] / 16, y[:200]).predict(X[:10] / 16)
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_verbose_reports_memory_tiles_and_cg(capsys):
     X, y = load_digits(return_X_y=True)
     model = NTKClassifier(solver="cg", verbose=2, block_size=64).fit(X[:300] / 16, y[:300])

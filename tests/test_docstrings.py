@@ -6,14 +6,14 @@ import importlib
 import pytest
 
 MODULES = [
-    "ntk_sklearn._regressors",
-    "ntk_sklearn._classifiers",
-    "ntk_sklearn.kernels._fc",
-    "ntk_sklearn.kernels._serial",
+    pytest.param("ntk_sklearn._regressors", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn._classifiers", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.kernels._fc", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.kernels._serial", marks=pytest.mark.slow),
     "ntk_sklearn.preprocessing",
     "ntk_sklearn.architectures",
     "ntk_sklearn.solvers",
-    "ntk_sklearn.gaussian_process._kernels",
+    pytest.param("ntk_sklearn.gaussian_process._kernels", marks=pytest.mark.slow),
     "ntk_sklearn.datasets._idx",
     "ntk_sklearn.datasets._npz",
     "ntk_sklearn._progress",

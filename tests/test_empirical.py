@@ -120,6 +120,7 @@ def test_scalar_outputs_give_matrices(inputs, method):
     np.testing.assert_allclose(mean, ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_batching_matches_no_batching_for_many_blocks():
     with jax.enable_x64(True):
         params, apply_fn = init_mlp(jax.random.PRNGKey(3), 3, depth=2, width=16, n_outputs=2)
@@ -131,6 +132,7 @@ def test_batching_matches_no_batching_for_many_blocks():
                 np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_float32_without_x64(inputs):
     params, apply_fn = _nested_model()
     x1, _ = inputs
@@ -140,6 +142,7 @@ def test_float32_without_x64(inputs):
     np.testing.assert_allclose(ntk, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.slow
 def test_auto_follows_cost_model():
     x = np.ones((20, 4))
     # Dense network, all 8 × 8 output pairs: contraction pays k² per entry, NTK-vector
@@ -190,6 +193,7 @@ def _numpy_features(params, x, w_std, b_std):
     return np.hstack([w_std * h / np.sqrt(h.shape[1]), np.full((len(x), 1), b_std)])
 
 
+@pytest.mark.slow
 def test_empirical_nngp_of_the_builtin_mlp_is_its_readout_covariance(inputs):
     x1, x2 = inputs
     arch = {"activation": "erf", "w_std": 1.3, "b_std": 0.4}
@@ -210,6 +214,7 @@ def test_empirical_nngp_of_the_builtin_mlp_is_its_readout_covariance(inputs):
     assert np.linalg.matrix_rank(total) == 7  # full rank, not the rank 3 of output products
 
 
+@pytest.mark.slow
 def test_mlp_matches_numpy_reimplementation():
     with jax.enable_x64(True):
         params = mlp_init(jax.random.PRNGKey(0), 3, depth=2, width=5, n_outputs=2)
@@ -239,6 +244,7 @@ def _rel_err(estimate, exact):
     return np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
 
 
+@pytest.mark.slow
 def test_monte_carlo_ntk_converges_to_fc_kernel():
     x = np.random.default_rng(0).normal(size=(6, 5))
     args = {"activation": "relu", "w_std": 1.4, "b_std": 0.2}
@@ -290,6 +296,7 @@ def test_monte_carlo_nngp_within_sampling_error(depth, activation):
     assert np.any(np.abs(mean - other) > 10 * stderr)
 
 
+@pytest.mark.slow
 def test_monte_carlo_nngp_is_readout_covariance():
     """One network's NNGP sample is E[f_a(x) f_a(x')] over its readout weights and bias."""
     x = np.random.default_rng(3).normal(size=(4, 3))
@@ -312,6 +319,7 @@ def test_monte_carlo_nngp_is_readout_covariance():
     np.testing.assert_allclose(nngp, features @ features.T, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_monte_carlo_reproducible_and_nested():
     x = np.random.default_rng(2).normal(size=(4, 3))
     kwargs = {"depth": 1, "width": 32, "activation": "tanh"}
@@ -469,6 +477,7 @@ def test_monte_carlo_arguments_are_validated(kwargs, error, match):
         monte_carlo_kernel(x, **args)
 
 
+@pytest.mark.slow
 def test_stds_given_as_numpy_or_jax_scalars_are_the_same_network():
     x = np.random.default_rng(0).normal(size=(4, 3))
     params = mlp_init(jax.random.PRNGKey(0), 3, depth=1, width=8)
@@ -501,6 +510,7 @@ def test_huge_networks_are_refused_before_allocating(monkeypatch):
         empirical_ntk(apply_fn, params, np.ones((20000, 4)))
 
 
+@pytest.mark.slow
 def test_float64_blocks_honour_the_memory_budget(monkeypatch):
     """In float64 the default batch size shrinks so that a block still fits the budget."""
     from ntk_sklearn.empirical import _cost, _ntk
@@ -530,10 +540,10 @@ def test_float64_blocks_honour_the_memory_budget(monkeypatch):
 @pytest.mark.parametrize(
     "name",
     [
-        "ntk_sklearn.empirical._ntk",
+        pytest.param("ntk_sklearn.empirical._ntk", marks=pytest.mark.slow),
         "ntk_sklearn.empirical._nngp",
-        "ntk_sklearn.empirical._mlp",
-        "ntk_sklearn.empirical._monte_carlo",
+        pytest.param("ntk_sklearn.empirical._mlp", marks=pytest.mark.slow),
+        pytest.param("ntk_sklearn.empirical._monte_carlo", marks=pytest.mark.slow),
     ],
 )
 def test_docstring_examples(name):

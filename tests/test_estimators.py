@@ -115,6 +115,7 @@ def test_time_zero_is_the_prior(cls):
     np.testing.assert_allclose(cov, prior, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_long_training_converges_and_std_matches_cov():
     rng = np.random.default_rng(2)
     x, x_test = rng.normal(size=(20, 3)), rng.normal(size=(6, 3))
@@ -129,6 +130,7 @@ def test_long_training_converges_and_std_matches_cov():
         np.testing.assert_allclose(std**2, np.einsum("iik->ik", cov), rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_one_dimensional_shapes_like_gaussian_process():
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(12, 2)), rng.normal(size=12)
@@ -142,6 +144,7 @@ def test_one_dimensional_shapes_like_gaussian_process():
         model.predict(x, return_std=True, return_cov=True)
 
 
+@pytest.mark.slow
 def test_sample_y_follows_predicted_gaussian():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(10, 2)), rng.normal(size=10)
@@ -153,6 +156,7 @@ def test_sample_y_follows_predicted_gaussian():
     np.testing.assert_allclose(np.cov(samples), cov, atol=0.05 * np.abs(cov).max())
 
 
+@pytest.mark.slow
 def test_log_marginal_likelihood_against_scipy():
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(25, 3)), rng.normal(size=(25, 2))
@@ -206,6 +210,7 @@ def test_clone_pickle_joblib_round_trips(cls, tmp_path):
     np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").predict(x), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_grid_search_in_pipeline(n_jobs):
     x, y = load_iris(return_X_y=True)
@@ -222,6 +227,7 @@ def test_grid_search_in_pipeline(n_jobs):
     assert len(search.cv_results_["mean_test_score"]) == 16
 
 
+@pytest.mark.slow
 def test_float32_and_global_jax_state():
     x, y = load_iris(return_X_y=True)
     x = StandardScaler().fit_transform(x)

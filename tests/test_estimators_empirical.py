@@ -18,6 +18,7 @@ def data():
     return x, np.sin(x[:, 0]) + 0.5 * x[:, 1], x_test
 
 
+@pytest.mark.slow
 def test_monte_carlo_kernel_is_reproducible_and_seeded(data):
     x, y, x_test = data
     kw = {"kernel": "empirical", "width": 64, "n_samples": 2, "alpha": 1e-2}
@@ -28,6 +29,7 @@ def test_monte_carlo_kernel_is_reproducible_and_seeded(data):
     assert np.abs(a - c).max() > 1e-6
 
 
+@pytest.mark.slow
 def test_monte_carlo_predictions_approach_the_analytic_ones(data):
     """Relative error of the predictions shrinks as the networks widen (fixed seeds)."""
     x, y, x_test = data
@@ -61,6 +63,7 @@ def _user_model():
     return apply_fn, params
 
 
+@pytest.mark.slow
 def test_user_model_ntk_regression_is_kernel_ridge_on_its_jacobian(data):
     """Independent truth: the NTK built from ``jax.jacobian``, fed to KernelRidge."""
     x, y, x_test = data

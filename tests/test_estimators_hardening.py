@@ -132,6 +132,7 @@ def test_null_space_at_huge_time_is_exact(data, cls):
 # -- variances that are rounding noise ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cancelled_variances_warn(data):
     x, y, _ = data
     deep = NTKRegressor(depth=100, w_std=2.0, dtype="float32").fit(x, y)

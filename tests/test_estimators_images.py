@@ -25,7 +25,12 @@ def digits():
 
 @pytest.mark.parametrize(
     ("pooling", "readout"),
-    [("flatten", [Flatten()]), ("local3", [AvgPool((3, 3), strides=(1, 1)), Flatten()])],
+    [
+        ("flatten", [Flatten()]),
+        pytest.param(
+            "local3", [AvgPool((3, 3), strides=(1, 1)), Flatten()], marks=pytest.mark.slow
+        ),
+    ],
 )
 def test_conv_regressor_is_kernel_ridge_on_the_conv_ntk(digits, pooling, readout):
     """At t=None the mean is KernelRidge on the stack's NTK (images reshaped NHWC)."""
@@ -72,6 +77,7 @@ def test_custom_stack_gets_the_estimators_stds(digits):
     np.testing.assert_allclose(a.predict(X[40:50]), b.predict(X[40:50]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_flip_invariant_estimators_ignore_mirroring(digits):
     """flip_invariant=True: KernelRidge on the flip-averaged stack's NTK; a mirrored test
     image gets the same prediction; NNGPKernel gives the same flip-averaged NNGP."""
@@ -102,6 +108,7 @@ def test_flip_invariant_estimators_ignore_mirroring(digits):
     assert gradient.shape == (30, 30, 2) and np.isfinite(gradient).all()
 
 
+@pytest.mark.slow
 def test_flip_invariant_marginal_likelihood_gradient(digits):
     """The evidence of a flip-invariant conv model: autodiff gradient = central differences."""
     X, y = digits
@@ -113,6 +120,7 @@ def test_flip_invariant_marginal_likelihood_gradient(digits):
     np.testing.assert_allclose(grad, lml_central_differences(model, theta), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_grid_search_over_depth_and_pooling_in_a_pipeline(digits):
     X, y = digits
     pipe = make_pipeline(NormScaler(), NTKClassifier(architecture="conv", image_shape=(8, 8, 1)))
@@ -122,6 +130,7 @@ def test_grid_search_over_depth_and_pooling_in_a_pipeline(digits):
     assert search.score(X[80:], y[80:]) > 0.8
 
 
+@pytest.mark.slow
 def test_myrtle_and_pooled_inputs(digits):
     """A pipeline with ImageAvgPool equals the model on images pooled by hand."""
     X, y = digits

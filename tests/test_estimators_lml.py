@@ -42,6 +42,7 @@ def data():
     return x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("get", ["nngp", "ntk"])
 def test_lml_at_theta_equals_scipy(data, get):
     x, y = data
@@ -71,6 +72,7 @@ def test_gradient_equals_central_differences(data, get, weighted):
     assert value == pytest.approx(model.log_marginal_likelihood(theta), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_fixed_hyperparameters_leave_theta(data):
     x, y = data
     model = NNGPRegressor(b_std=0.0, b_std_bounds="fixed", alpha=0.05).fit(x, y)
@@ -80,6 +82,7 @@ def test_fixed_hyperparameters_leave_theta(data):
     np.testing.assert_allclose(value, expected, rtol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("get", ["nngp", "ntk"])
 def test_optimizer_finds_the_maximum_of_an_independent_search(get):
     """L-BFGS-B on autodiff gradients against Nelder-Mead on SciPy's log-pdf."""
@@ -115,6 +118,7 @@ def test_optimizer_finds_the_maximum_of_an_independent_search(get):
     np.testing.assert_allclose(model.predict(x[:5]), fixed.predict(x[:5]), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_restarts_are_reproducible_and_no_worse(data):
     x, y = data
     one = NNGPRegressor(optimizer=LBFGS, random_state=0).fit(x, y)
@@ -142,6 +146,7 @@ def test_callable_optimizer_is_used(data):
     np.testing.assert_allclose(model.w_std_, np.exp(0.1), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_classifier_learns_on_one_hot_targets():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(40, 2))
@@ -154,6 +159,7 @@ def test_classifier_learns_on_one_hot_targets():
     np.testing.assert_allclose(model.log_marginal_likelihood_value_, expected, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", [NNGPRegressor, NTKRegressor])
 def test_predictive_intervals_cover_gp_data(cls):
     """Data drawn from the NNGP prior plus noise: the learned predictive 95% intervals of y
@@ -241,6 +247,7 @@ def test_lml_at_a_singular_kernel_is_a_clear_error(data):
         model.log_marginal_likelihood(np.log([1.0, 0.1, 1e-300]))
 
 
+@pytest.mark.slow
 def test_singular_everywhere_is_a_clear_error(data):
     x, y = data
     with pytest.raises(ValueError, match="singular at every point.*alpha_bounds"):
@@ -262,6 +269,7 @@ def test_include_noise_needs_a_variance(data):
 # -- input scales (automatic relevance determination) -----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("get", ["nngp", "ntk"])
 def test_input_scales_in_theta_equal_scipy_and_central_differences(data, get):
     """theta = log(w_std, b_std, alpha, s_1..s_d): the kernel of x ⊙ s, gradient exact."""
@@ -290,6 +298,7 @@ def test_fixed_input_scale_equals_scaled_inputs(data):
     assert NNGPRegressor().fit(x, y).input_scale_ is None
 
 
+@pytest.mark.slow
 def test_ard_finds_the_relevant_features():
     """y depends on features 0 and 1 of 5: the learned scales of the others collapse, and the
     held-out fit beats the isotropic one (as ARD length scales do for an RBF)."""

@@ -93,6 +93,7 @@ def test_proba_is_consistent_with_predict(data, cls):
     np.testing.assert_allclose(p1, 1 / (1 + np.exp(-d / binary.temperature_)), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_cg_fits_the_same_temperature_below_the_subset_size(data):
     x, labels = data
     direct = NTKClassifier(alpha=0.05).fit(x, labels)
@@ -100,6 +101,7 @@ def test_cg_fits_the_same_temperature_below_the_subset_size(data):
     np.testing.assert_allclose(cg.temperature_, direct.temperature_, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls", CLASSIFIERS)
 def test_log_loss_on_digits_is_competitive_with_svc(cls):
     """Held-out log-loss within 25% of Platt-scaled SVC (SVC(probability=True), deprecated in

@@ -18,6 +18,7 @@ def data():
     return X, y, np.sin(3 * X[:, 10]) + X[:, 20]
 
 
+@pytest.mark.slow
 def test_cg_classifier_equals_cholesky(data):
     X, y, _ = data
     direct = NTKClassifier(depth=2, alpha=1e-3, solver="cholesky").fit(X[:1500], y[:1500])
@@ -27,6 +28,7 @@ def test_cg_classifier_equals_cholesky(data):
     assert np.abs(a - b).max() <= 1e-6 * np.abs(a).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [None, 3.0, 300.0])
 @pytest.mark.parametrize("estimator", [NTKRegressor, NNGPRegressor])
 def test_iterative_means_and_stds_equal_direct(data, estimator, t):
@@ -46,12 +48,14 @@ def test_iterative_means_and_stds_equal_direct(data, estimator, t):
     )
 
 
+@pytest.mark.slow
 def test_auto_picks_a_direct_solver_for_small_fits(data):
     X, _, y = data
     assert NTKRegressor().fit(X[:100], y[:100]).solver_ == "cholesky"
     assert NTKRegressor(t=5.0).fit(X[:100], y[:100]).solver_ == "eigh"
 
 
+@pytest.mark.slow
 def test_non_convergence_warns_with_the_residual(data):
     X, y, _ = data
     with pytest.warns(ConvergenceWarning, match="residual"):

@@ -88,6 +88,7 @@ def test_values_equal_fc_kernel(get, activation):
     np.testing.assert_allclose(kernel(x, x), k, rtol=1e-13, atol=0)  # Y given: full matrix
 
 
+@pytest.mark.slow
 def test_conv_architectures_equal_hand_built_stacks():
     images = np.random.default_rng(2).normal(size=(5, 4, 4, 2))
     x = images.reshape(5, -1)
@@ -195,6 +196,7 @@ def test_gradient_matches_finite_differences(kernel, features, tile, monkeypatch
     np.testing.assert_allclose(grad, grad.transpose(1, 0, 2), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_gradient_of_fixed_hyperparameters():
     x = data()
     free = NNGPKernel(w_std=1.4, b_std=0.3)
@@ -259,6 +261,7 @@ def test_sklearn_kernel_conventions():
 # -- estimators ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gpr_learns_hyperparameters_and_its_likelihood():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, 3))
@@ -293,6 +296,7 @@ def test_gpr_learns_hyperparameters_and_its_likelihood():
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6 * np.abs(fd).max())
 
 
+@pytest.mark.slow
 def test_gpc_predict_proba():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(45, 2))
@@ -347,7 +351,7 @@ def test_reshape_inputs():
         (dict(architecture="conv", image_shape=(4, 4, 1), pooling="max"), "pooling must be"),
         (dict(architecture="conv", image_shape=(2, 2, 1), filter_size=0), "filter_shape must"),
         (dict(architecture="myrtle", image_shape=(8, 8, 1), depth=2), "depth .* >= 3"),
-        (dict(architecture="myrtle", image_shape=(2, 2, 1), depth=3), "does not fit images"),
+        (dict(architecture="myrtle", image_shape=(2, 2, 1), depth=3), "at least 4x4 pixels"),
         (dict(depth=-1), "depth"),
         (dict(activation="relux"), "relux"),
         (dict(w_std=-1.0), "w_std"),

@@ -47,6 +47,7 @@ def _aligned_mask(shape, pairs):
     return mask
 
 
+@pytest.mark.slow
 def test_reference_closed_forms(reference, reference_is_full):
     """63 neural-tangents cases: 1e-10 of the largest entry, 1e-7 at correlation ±1 pairs."""
     data, meta = reference
@@ -104,6 +105,7 @@ def _exact_diag(case, x):
     return q, t
 
 
+@pytest.mark.slow
 def test_diagonal_is_exact(reference):
     """At θ = 0 we are better than the reference: 1e-13 of the exact value (1e-11 for GELU)."""
     data, meta = reference
@@ -138,6 +140,7 @@ def _tanh_truth(case, x1, x2, i, j):
     return nngp, ntk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index, points", [(54, 64), (55, 128)])
 def test_tanh_quadrature_against_adaptive_integration(reference, index, points):
     data, meta = reference
@@ -150,6 +153,7 @@ def test_tanh_quadrature_against_adaptive_integration(reference, index, points):
         np.testing.assert_allclose(k.ntk[i, j], ntk, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_tanh_reference(reference):
     """neural-tangents' tanh uses Gauss-Hermite (deg 101), which is itself off by up to ~5e-4 of
     the largest entry at w_std = 1.5 (see the adaptive-integration test above); we match it to
@@ -165,6 +169,7 @@ def test_tanh_reference(reference):
                 assert err < tol, (case, name, suffix, err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["erf", "sin", "gelu", "identity", "relu"])
 def test_quadrature_matches_closed_forms(name):
     """Any callable goes through quadrature; on activations with closed forms it must agree."""
@@ -178,6 +183,7 @@ def test_quadrature_matches_closed_forms(name):
         assert np.abs(a - b).max() / np.abs(b).max() < tol
 
 
+@pytest.mark.slow
 def test_register_activation_extends_the_set():
     """One small definition adds a closed form: σ(x) = x², E[u²v²] = q1 q2 + 2c², E[4uv] = 4c."""
 
@@ -197,6 +203,7 @@ def test_register_activation_extends_the_set():
     np.testing.assert_allclose(closed.nngp, quad.nngp, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["relu", "erf"])
 def test_monte_carlo_nngp_of_wide_networks(activation):
     """Average over random width-2048 networks of the readout covariance; within 5 std errors.
@@ -240,7 +247,11 @@ def test_symmetric_positive_semidefinite(activation):
         assert eig.min() >= -1e-10 * np.abs(m).max()
 
 
-@pytest.mark.parametrize("activation", ["relu", "erf", "gelu", "abs", "sign", "sin", "tanh"])
+@pytest.mark.parametrize(
+    "activation",
+    ["relu", "erf", "abs", "sign", "sin"]
+    + [pytest.param(a, marks=pytest.mark.slow) for a in ("gelu", "tanh")],
+)
 def test_extreme_inputs_stay_finite(activation):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(6, 5))
@@ -253,6 +264,7 @@ def test_extreme_inputs_stay_finite(activation):
         np.testing.assert_allclose(np.diag(k.ntk), d.ntk, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_float32_close_to_float64():
     """float32 is within 1e-5 of the largest entry for depth-3 ReLU on unit-scale data."""
     x = np.random.default_rng(5).normal(size=(50, 20))
@@ -264,6 +276,7 @@ def test_float32_close_to_float64():
         assert np.abs(a - b).max() / np.abs(b).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_blocks_and_get_forms_agree():
     rng = np.random.default_rng(6)
     x1, x2 = rng.normal(size=(70, 9)), rng.normal(size=(33, 9))
@@ -291,6 +304,7 @@ def test_inputs_not_modified():
     np.testing.assert_array_equal(x, before)
 
 
+@pytest.mark.slow
 def test_tiles_spread_over_several_devices():
     """With two (virtual CPU) devices, tiles go to both and the result is unchanged."""
     code = textwrap.dedent(

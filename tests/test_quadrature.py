@@ -100,6 +100,7 @@ def _close(got, want, scale, rtol=RTOL):
     return abs(got - want) <= rtol * abs(want) + 1e-12 * scale
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_one_dimensional_rule_against_adaptive(name):
     """Diagonal ``E[f(u)²]`` and the ``ρ = ±1`` edges, q from 1e-6 to 1e4 (ratio 1e3 at ρ = 1)."""
@@ -124,7 +125,8 @@ def test_one_dimensional_rule_against_adaptive(name):
 
 # (activation, q1, q2, ρ): large variances, ρ near ±1, unequal variances, elu's kink.
 CASES = [
-    ("tanh", 81 * 6.25, 81 * 6.25, 0.3),  # the review's |x| ≈ 9, w_std = 2.5 case
+    # the review's |x| ≈ 9, w_std = 2.5 case
+    pytest.param("tanh", 81 * 6.25, 81 * 6.25, 0.3, marks=pytest.mark.slow),
     ("tanh", 1e4, 1e4, 0.999),
     ("tanh", 1.0, 1e3, -0.5),
     ("sigmoid", 1e4, 10.0, 0.9),
@@ -173,7 +175,7 @@ def _erf_closed_form(q1, q2, c):
     "fn, closed_form, rtol",
     [
         # a kink on the rays a = 0 and b = 0 of the polar rule: resolved exactly
-        (jax.nn.relu, _relu_closed_form, 1e-8),
+        pytest.param(jax.nn.relu, _relu_closed_form, 1e-8, marks=pytest.mark.slow),
         # Gaussian tails: slower convergence of the graded rules (module docstring)
         (jax.scipy.special.erf, _erf_closed_form, 1e-4),
     ],
@@ -194,6 +196,7 @@ def test_against_closed_forms_on_a_grid(fn, closed_form, rtol):
         assert np.all(err <= 0), (k, np.argmax(err), q1[np.argmax(err)], r[np.argmax(err)])
 
 
+@pytest.mark.slow
 def test_exact_edges():
     """ρ = 1 with q1 = q2 is the diagonal rule; ρ = -1 is E[f(u) f(-u)]; q = 0 is f(0)²."""
     q = np.array([1e-6, 0.5, 7.0, 1e4])
@@ -229,6 +232,7 @@ GRAD_POINTS = np.array(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tanh", "elu"])
 def test_gradients_finite_and_match_finite_differences(name):
     """Finite everywhere (ρ = ±1, q = 0 included); central differences where ρ is inside (-1, 1).
@@ -257,6 +261,7 @@ def test_gradients_finite_and_match_finite_differences(name):
         assert np.isfinite(float(diag_grad(jnp.float64(0.0))))
 
 
+@pytest.mark.slow
 def test_broadcasting_with_trailing_axes():
     """Tile shapes with a spatial axis give the entrywise values."""
     rng = np.random.default_rng(0)
@@ -278,6 +283,7 @@ def test_broadcasting_with_trailing_axes():
     np.testing.assert_allclose(e_dot.ravel(), flat[1], rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_float32_is_finite_and_close():
     q1 = np.array([0.0, 1e-6, 1.0, 1e4, 1e8, 3.0, 3.0], np.float32)
     q2 = np.array([0.0, 1e-3, 2.0, 1e4, 1e8, 3.0, 3.0], np.float32)

@@ -88,7 +88,9 @@ def expm_reference(k, b, s):
     return scipy.linalg.expm(block)[:n, n:] @ b
 
 
-@pytest.mark.parametrize("t", [1e-3, 1.0, 300.0, 1e5, 1e9])
+@pytest.mark.parametrize(
+    "t", [1e5, *(pytest.param(t, marks=pytest.mark.slow) for t in (1e-3, 1.0, 300.0, 1e9))]
+)
 def test_finite_t_lanczos_matches_eigh(kernel, rhs, t):
     rate = 1.0 / rhs.size
     eig = EighSolver().fit(kernel, rate)
@@ -101,6 +103,7 @@ def test_finite_t_lanczos_matches_eigh(kernel, rhs, t):
         assert rel(exact, expm_reference(kernel, rhs, rate * t)) < 1e-9
 
 
+@pytest.mark.slow
 def test_singular_kernel_keeps_null_space_growing():
     """alpha=0, rank-20 linear kernel: A_t b = g_t(K) b with g_t(0) = r t on the null space."""
     rng = np.random.default_rng(2)
@@ -119,6 +122,7 @@ def test_singular_kernel_keeps_null_space_growing():
         assert rel(out, exact) < 1e-6
 
 
+@pytest.mark.slow
 def test_preconditioner_cuts_iterations():
     k = ntk(400, 1e-6, seed=3)
     b = np.random.default_rng(4).normal(size=(400, 4))
@@ -158,6 +162,7 @@ def test_invalid_parameters(params, match):
         CGSolver(**params)
 
 
+@pytest.mark.slow
 def test_invalid_inputs(kernel):
     solver = CGSolver().fit(kernel)
     with pytest.raises(ValueError, match="B must have shape"):
@@ -188,6 +193,7 @@ def test_cholesky_jitter_and_failure():
         CholeskySolver().fit(-np.eye(4))
 
 
+@pytest.mark.slow
 def test_eigh_apply_times_matches_expm(kernel, rhs):
     k, b = kernel[:120, :120], rhs[:120, :2]
     rate = 0.5
@@ -200,6 +206,7 @@ def test_eigh_apply_times_matches_expm(kernel, rhs):
     assert rel(out[3], np.linalg.solve(k, b)) < 1e-8
 
 
+@pytest.mark.slow
 def test_one_dimensional_rhs_and_t_zero(kernel, rhs):
     solver = CGSolver(tol=1e-10).fit(kernel, 0.1)
     np.testing.assert_allclose(solver.apply(rhs[:, 0]), solver.apply(rhs)[:, 0], rtol=1e-9)
@@ -208,6 +215,7 @@ def test_one_dimensional_rhs_and_t_zero(kernel, rhs):
     np.testing.assert_array_equal(zero, 0.0)
 
 
+@pytest.mark.slow
 def test_fitted_solvers_pickle(kernel, rhs):
     for name in ("cholesky", "eigh", "cg"):
         solver = make_solver(name).fit(kernel, 0.1)
@@ -270,6 +278,7 @@ _SHARDED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_cg_equals_unsharded():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     env["JAX_PLATFORMS"] = "cpu"

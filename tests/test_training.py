@@ -49,6 +49,7 @@ def test_train_gd_matches_numpy_loop_on_linear_model():
     assert traj.test_outputs is None and traj.params is None
 
 
+@pytest.mark.slow
 def test_train_gd_decreases_loss_and_records(data):
     x, y = data
     params, apply_fn = init_mlp(jax.random.PRNGKey(0), 1, depth=2, width=64, activation="erf")
@@ -75,6 +76,7 @@ def test_train_gd_decreases_loss_and_records(data):
     )
 
 
+@pytest.mark.slow
 def test_linearized_training_follows_discrete_kernel_dynamics(data):
     """For f_lin, gradient descent is exactly f_{t+1} − y = (I − η Θ / y.size)(f_t − y)."""
     x, y = data
@@ -90,6 +92,7 @@ def test_linearized_training_follows_discrete_kernel_dynamics(data):
     np.testing.assert_allclose(traj.train_outputs[-1], expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_linearize_is_first_order_taylor():
     with jax.enable_x64(True):
         params, apply_fn = init_mlp(
@@ -136,6 +139,7 @@ def _dense_derivatives(apply_fn, params, x):
     return np.asarray(jac), np.asarray(hess)
 
 
+@pytest.mark.slow
 def test_lazy_norms_against_dense_derivatives():
     with jax.enable_x64(True):
         x = np.random.default_rng(0).normal(size=(4, 2))
@@ -160,6 +164,7 @@ def test_lazy_norms_against_dense_derivatives():
     assert norms.hessian_norm >= sampled
 
 
+@pytest.mark.slow
 def test_kappa_decreases_with_width_and_alpha(data):
     x, y = data
     kappas = []
@@ -257,7 +262,11 @@ def test_learning_rate_as_a_numpy_or_jax_scalar(data):
 
 @pytest.mark.parametrize(
     "name",
-    ["ntk_sklearn.training._gd", "ntk_sklearn.training._lazy", "ntk_sklearn.training._linearize"],
+    [
+        "ntk_sklearn.training._gd",
+        pytest.param("ntk_sklearn.training._lazy", marks=pytest.mark.slow),
+        "ntk_sklearn.training._linearize",
+    ],
 )
 def test_docstring_examples(name):
     import doctest

@@ -518,7 +518,9 @@ def _check_traceable(fn: Callable) -> None:
     probe = jax.ShapeDtypeStruct((3,), jnp.float32)
     name = getattr(fn, "__name__", repr(fn))
     try:
-        out = jax.eval_shape(fn, probe)
+        # Through a Python function: JAX 0.10 segfaults when a NumPy ufunc (np.tanh) is given
+        # to jax.eval_shape a second time in a process.
+        out = jax.eval_shape(lambda z: fn(z), probe)
         jax.eval_shape(_derivative(fn), probe)
     except Exception as exc:  # noqa: BLE001 - any failure means the callable is unusable
         raise ValueError(

@@ -480,6 +480,10 @@ class AvgPool(Layer):
 
     def apply(self, state: KernelState) -> KernelState:
         pool = _spatial.pool_band if state.layout == "band" else _spatial.pool_full
+        if state.layout == "diag":
+            # Only a 1x1 window reads same-pixel pairs (``input_radius`` (0, 0)): then
+            # Σ'[o, o] = Σ[s·o, s·o], the strided subsample that the 1x1 box filter computes.
+            pool = _spatial.conv_diag
         return state.map_linear(
             lambda a: pool(a, self.window_shape, self.strides, self.padding)
         ).masked()

@@ -31,7 +31,7 @@ import numpy as np
 
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn._progress import Progress
-from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, parse_get
+from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, is_traced, parse_get
 from ntk_sklearn.kernels import _plan, _tiling
 from ntk_sklearn.kernels._branching import FanOut, Parallel, _FanIn
 from ntk_sklearn.kernels._layers import Layer
@@ -53,6 +53,10 @@ MAX_BLOCK_SIZE = 2048
 MAX_TILES_PER_SIDE = 64
 #: Working arrays per carried covariance array (the layer's temporaries).
 _WORK_FACTOR = 4
+#: Most layers of a stack. Repeated layers compile once, but each call still checks and runs
+#: them one by one: 100,000 layers took 10 s a call on 2x2 images (``benchmarks/bench_depth.py``),
+#: and 10 million ran out of memory before computing anything.
+MAX_LAYERS = 100_000
 
 
 class KernelMatrices(NamedTuple):
@@ -181,9 +185,10 @@ class Serial:
         index = list(_tiling.tile_pairs(len(blocks1), len(blocks2), symmetric))
         want_ntk = "ntk" in names
         xla_loops = _xla_loops(self, x1.shape[1:])
+        runs = _runs(self.layers, self.layouts(x1.shape[1:]), dtype)
 
         def compute(a, b):
-            return _grid_tile(self, a, b, want_ntk, xla_loops)
+            return _grid_tile(runs, self.flip_invariant, a, b, want_ntk, xla_loops)
 
         def store(k: int, result) -> None:
             i, j = index[k]
@@ -216,6 +221,10 @@ class Serial:
         out = {name: np.empty(x.shape[0], dtype) for name in names}
         parts = _tiling.row_blocks(x, min(block, 65536))
         xla_loops = _xla_loops(self, x.shape[1:])
+        runs = _runs(self.layers, self.layouts(x.shape[1:]), dtype)
+
+        def diag_tile(a, _):
+            return _diag_tile(runs, self.flip_invariant, a, want_ntk, xla_loops)
 
         def store(k: int, result) -> None:
             rows = parts[k].rows
@@ -225,9 +234,7 @@ class Serial:
                     self._check_finite(values, name, x)
                     out[name][rows] = values
 
-        _tiling.run_tiles(
-            [(p, None) for p in parts], lambda a, _: _diag_tile(self, a, want_ntk, xla_loops), store
-        )
+        _tiling.run_tiles([(p, None) for p in parts], diag_tile, store)
         return out[names[0]] if single else KernelMatrices(out.get("nngp"), out.get("ntk"))
 
     # -- validation --------------------------------------------------------------------------
@@ -328,6 +335,15 @@ Dense(w_std=1.4, b_std=0.0))
     >>> k.ntk.shape, bool(np.allclose(k.nngp, k.nngp.T))
     ((3, 3), True)
     """
+    n_layers = len(layers)
+    if n_layers <= MAX_LAYERS:  # else refused without looking at each one
+        n_layers = sum(len(layer.layers) if isinstance(layer, Serial) else 1 for layer in layers)
+    if n_layers > MAX_LAYERS:
+        raise ValueError(
+            f"serial takes at most {MAX_LAYERS:,} layers; got {n_layers:,} (a network of depth d "
+            f"has about 2·d layers). Each call runs the layers one by one: {MAX_LAYERS:,} layers "
+            "take about 10 s a call. Use a shallower network."
+        )
     flat: list[Layer] = []
     for layer in layers:
         if isinstance(layer, Serial):
@@ -413,20 +429,26 @@ def _run(
     A flip-invariant stack returns only ``nngp``/``ntk`` (its per-row variances are dropped).
     """
     layouts = stack.layouts(x1.shape[1:]) if layouts is None else layouts
-    state = _propagate(stack, x1, x2, want_ntk, layouts)
-    if not stack.flip_invariant:
+    runs = _runs(stack.layers, layouts, jnp.result_type(x1.dtype, float))
+    return _run_runs(runs, stack.flip_invariant, x1, x2, want_ntk)
+
+
+def _run_runs(runs, flip_invariant: bool, x1, x2, want_ntk: bool) -> KernelState:
+    """``_run`` on the stack's :func:`_runs`."""
+    state = _propagate(runs, x1, x2, want_ntk)
+    if not flip_invariant:
         return state
     # k̄(x, x') = (k(x, x') + k(x, g x')) / 2, g reversing the last spatial axis (the width of
     # NHWC images).
     if x2 is None:
         # The diagonal: each row with its own mirror image, as a 1 x 1 grid per row.
         def mirrored_pair(row):
-            one = _propagate(stack, row[None], row[None, ..., ::-1, :], want_ntk, layouts)
+            one = _propagate(runs, row[None], row[None, ..., ::-1, :], want_ntk)
             return one.nngp[0, 0], None if one.ntk is None else one.ntk[0, 0]
 
         nngp, ntk = jax.vmap(mirrored_pair)(x1)
     else:
-        mirrored = _propagate(stack, x1, x2[..., ::-1, :], want_ntk, layouts)
+        mirrored = _propagate(runs, x1, x2[..., ::-1, :], want_ntk)
         nngp, ntk = mirrored.nngp, mirrored.ntk
     return state.replace(
         nngp=(state.nngp + nngp) / 2,
@@ -436,26 +458,70 @@ def _run(
     )
 
 
-def _propagate(stack: Serial, x1, x2, want_ntk: bool, layouts) -> KernelState:
+def _propagate(runs, x1, x2, want_ntk: bool) -> KernelState:
     """``_run`` without the flip average."""
-    state = input_state(x1, x2, layout_of(layouts[0]), want_ntk)
-    layers, i = stack.layers, 0
+    state = input_state(x1, x2, layout_of(runs[0].layouts[0]), want_ntk)
+    for run in runs:
+        if run.count == 1:
+            state = _apply_group(run.group, run.layouts, state)
+        elif run.count >= _MIN_SCAN_REPEATS:
+            # The first group unrolled: it may take the inputs' zero NTK (``ntk_zero``), which
+            # the loop's carry does not.
+            state = _apply_group(_take(run.group, 0), run.layouts, state)
+            rest = _take(run.group, slice(1, None))
+            state = _scan_groups(rest, run.layouts, run.count - 1, state)
+        else:
+            state = _scan_groups(run.group, run.layouts, run.count, state)
+    return state.unpack()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """``count`` repeats of a group of layers, whose input layouts are ``layouts``.
+
+    For ``count > 1`` each leaf (``w_std``, ``b_std``) of ``group`` holds the ``count`` groups'
+    values stacked along a leading axis: a compiled tile then takes one array per leaf of the
+    group, not one argument per layer, and its loop body is compiled once, so that compile time
+    stays flat in the depth (20,000 layers used to be 40,000 arguments: minutes of compiling).
+    """
+
+    group: tuple[Layer, ...]
+    layouts: tuple
+    count: int = 1
+
+
+jax.tree_util.register_dataclass(_Run, data_fields=["group"], meta_fields=["layouts", "count"])
+
+
+def _runs(layers, layouts, dtype) -> tuple[_Run, ...]:
+    """``layers`` as runs of identical groups (:func:`_repeat_at`), leaves stacked in ``dtype``.
+
+    Concrete leaves (Python floats) stack into a NumPy array, traced ones (``jax.grad`` with
+    respect to the stds) into a JAX array; one value shared by every group (``replace_stds``)
+    is broadcast rather than stacked, so a traced std costs one operation whatever the depth.
+    """
+
+    def stacked(*leaves):
+        if all(leaf is leaves[0] for leaf in leaves):
+            return jnp.broadcast_to(jnp.asarray(leaves[0], dtype), (len(leaves),))
+        if any(is_traced(leaf) for leaf in leaves):
+            return jnp.stack([jnp.asarray(leaf, dtype) for leaf in leaves])
+        return np.asarray(leaves, dtype)
+
+    runs, i = [], 0
     depths = _branch_depths(layers)
     while i < len(layers):
         period, count = _repeat_at(layers, layouts, depths, i)
-        if count >= _MIN_SCAN_REPEATS:
-            # The first group unrolled: it may take the inputs' zero NTK (``ntk_zero``), which
-            # the loop's carry does not.
-            state = _apply_group(layers[i : i + period], layouts[i : i + period], state)
-            state = _scan_groups(layers, layouts, i + period, period, count - 1, state)
-            i += period * count
-        elif count > 1:
-            state = _scan_groups(layers, layouts, i, period, count, state)
-            i += period * count
-        else:
-            state = _apply_group(layers[i : i + 1], layouts[i : i + 1], state)
-            i += 1
-    return state.unpack()
+        groups = [tuple(layers[i + j * period : i + (j + 1) * period]) for j in range(count)]
+        group = groups[0] if count == 1 else jax.tree_util.tree_map(stacked, *groups)
+        runs.append(_Run(group, tuple(layouts[i : i + period]), count))
+        i += period * count
+    return tuple(runs)
+
+
+def _take(group, index):
+    """The groups ``index`` (an int or a slice) of a run's stacked ``group``."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], group)
 
 
 #: Repeats of a group of layers from which the group is run by ``lax.scan``: compile time then
@@ -543,30 +609,29 @@ def _repeat_at(layers, layouts, depths, start: int) -> tuple[int, int]:
     return best
 
 
-def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> KernelState:
-    """Apply the ``count`` groups of ``period`` layers at ``start`` by ``lax.scan`` over their
-    leaves; the result is packed (:meth:`KernelState.pack`).
+def _scan_groups(stacked, layouts, count, state: KernelState) -> KernelState:
+    """Apply ``count`` groups of layers (``stacked``: their leaves along a leading axis) with
+    input layouts ``layouts`` by ``lax.scan``; the result is packed (:meth:`KernelState.pack`).
 
     The carry must keep its structure: an input NTK known to be zero is stored as zeros, and
     the carry's rounding bound is the larger of the groups' input and output bounds. Falls back
     to unrolling when a group changes the state's shapes (e.g. VALID convolutions).
     """
-    groups = [layers[start + j * period : start + (j + 1) * period] for j in range(count)]
-    group_layouts = layouts[start : start + period]
 
     def apply(carry, group):
-        return _apply_group(group, group_layouts, carry.unpack()).pack()
+        return _apply_group(group, layouts, carry.unpack()).pack()
 
     given = state
     state = dataclasses.replace(state.pack(), ntk_zero=False)
-    bound = max(state.rounding, jax.eval_shape(apply, state, groups[0]).rounding)
+    first = _take(stacked, 0)
+    bound = max(state.rounding, jax.eval_shape(apply, state, first).rounding)
     state = dataclasses.replace(state, rounding=bound)
 
     def body(carry, group):
         out = apply(carry, group)
         return dataclasses.replace(out, rounding=max(out.rounding, bound)), None
 
-    out = jax.eval_shape(lambda s, g: body(s, g)[0], state, groups[0])
+    out = jax.eval_shape(lambda s, g: body(s, g)[0], state, first)
     leaves_out, leaves_in = jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(state)
     same = jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure(state) and all(
         a.shape == b.shape and a.dtype == b.dtype
@@ -575,10 +640,9 @@ def _scan_groups(layers, layouts, start, period, count, state: KernelState) -> K
     if not same:
         # Unrolled from the state as given (its zero NTK and rounding bound as they were).
         state = given
-        for group in groups:
-            state = _apply_group(group, group_layouts, state)
+        for j in range(count):
+            state = _apply_group(_take(stacked, j), layouts, state)
         return state
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *groups)
     state, _ = jax.lax.scan(body, state, stacked, length=count)
     # Left packed: a linear readout then reduces both kernels in one pass (Flatten after the
     # 5-layer CNN: 1.03x the pairs/s of reducing the real and imaginary parts apart).
@@ -657,22 +721,32 @@ def _tile_options(xla_loops: bool) -> dict:
 @functools.cache
 def _compiled(fn, xla_loops: bool):
     """``fn`` jit-compiled with the tile options (:func:`_xla_loops`)."""
-    return jax.jit(fn, static_argnames=("want_ntk",), compiler_options=_tile_options(xla_loops))
+    return jax.jit(
+        fn,
+        static_argnames=("flip_invariant", "want_ntk"),
+        compiler_options=_tile_options(xla_loops),
+    )
 
 
-def _grid_tile(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool, xla_loops: bool):
-    return _compiled(_grid_kernels, xla_loops)(stack, x1, x2, want_ntk=want_ntk)
+# The tiles take a stack's :func:`_runs` (repeated groups' stds as stacked arrays), not the stack.
 
 
-def _diag_tile(stack: Serial, x: jax.Array, want_ntk: bool, xla_loops: bool):
-    return _compiled(_diag_kernels, xla_loops)(stack, x, want_ntk=want_ntk)
+def _grid_tile(runs, flip_invariant: bool, x1, x2, want_ntk: bool, xla_loops: bool):
+    fn = _compiled(_grid_kernels, xla_loops)
+    return fn(runs, x1, x2, flip_invariant=flip_invariant, want_ntk=want_ntk)
 
 
-def _grid_kernels(stack: Serial, x1: jax.Array, x2: jax.Array, want_ntk: bool):
-    state = _run(stack, x1, x2, want_ntk)
+def _diag_tile(runs, flip_invariant: bool, x, want_ntk: bool, xla_loops: bool):
+    return _compiled(_diag_kernels, xla_loops)(
+        runs, x, flip_invariant=flip_invariant, want_ntk=want_ntk
+    )
+
+
+def _grid_kernels(runs, x1: jax.Array, x2: jax.Array, flip_invariant: bool, want_ntk: bool):
+    state = _run_runs(runs, flip_invariant, x1, x2, want_ntk)
     return state.nngp, state.ntk
 
 
-def _diag_kernels(stack: Serial, x: jax.Array, want_ntk: bool):
-    state = _run(stack, x, None, want_ntk)
+def _diag_kernels(runs, x: jax.Array, flip_invariant: bool, want_ntk: bool):
+    state = _run_runs(runs, flip_invariant, x, None, want_ntk)
     return state.nngp, state.ntk

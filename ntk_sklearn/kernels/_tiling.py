@@ -43,7 +43,13 @@ def blocks(n: int, block_size: int) -> list[slice]:
 
 
 def padded(n: int, block_size: int) -> int:
-    """Row count padded up to a bucket (nearby sizes share one compilation), at most a block."""
+    """Row count padded up to a bucket (nearby sizes share one compilation), at most a block.
+
+    Under 32 rows the bucket is the next power of two, so that a small call is not padded to a
+    full bucket (2 rows against 3 of an all-pixel-pair kernel were computed as 32 x 32 pairs).
+    """
+    if n < 32:
+        return min(1 << (n - 1).bit_length(), max(block_size, n))
     step = 32 if n <= 256 else 128
     return min(-(-n // step) * step, max(block_size, n))
 
