@@ -614,7 +614,7 @@ def _scan_groups(stacked, layouts, count, state: KernelState) -> KernelState:
     input layouts ``layouts`` by ``lax.scan``; the result is packed (:meth:`KernelState.pack`).
 
     The carry must keep its structure: an input NTK known to be zero is stored as zeros, and
-    the carry's rounding bound is the larger of the groups' input and output bounds. Falls back
+    the carry's rounding bound is the largest that any group's input or output reaches. Falls back
     to unrolling when a group changes the state's shapes (e.g. VALID convolutions).
     """
 
@@ -624,12 +624,15 @@ def _scan_groups(stacked, layouts, count, state: KernelState) -> KernelState:
     given = state
     state = dataclasses.replace(state.pack(), ntk_zero=False)
     first = _take(stacked, 0)
-    bound = max(state.rounding, jax.eval_shape(apply, state, first).rounding)
+    # A group either resets the bound (an activation snaps its correlations) or adds a fixed
+    # amount to it (linear layers only, e.g. Conv then Identity): the carry holds the largest
+    # bound any group reaches, r0 + count·(r1 − r0) in the second case.
+    r0, r1 = state.rounding, jax.eval_shape(apply, state, first).rounding
+    bound = max(r0, r1, r0 + count * (r1 - r0))
     state = dataclasses.replace(state, rounding=bound)
 
     def body(carry, group):
-        out = apply(carry, group)
-        return dataclasses.replace(out, rounding=max(out.rounding, bound)), None
+        return dataclasses.replace(apply(carry, group), rounding=bound), None
 
     out = jax.eval_shape(lambda s, g: body(s, g)[0], state, first)
     leaves_out, leaves_in = jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(state)
