@@ -318,11 +318,9 @@ class NeuralKernelCV(BaseEstimator):
         with template._scope():
             if solver == "cg":
                 p = template._hyper
+                tol, rank = template._cg_settings(n)  # the fit's rule, "auto" included
                 make = lambda: CGSolver(  # noqa: E731
-                    tol=p["tol"],
-                    max_iter=p["max_iter"],
-                    rank=min(p["preconditioner_rank"], n),
-                    verbose=p["verbose"],
+                    tol=tol, max_iter=p["max_iter"], rank=rank, verbose=p["verbose"]
                 )
                 means = _cv_search.cg_means(g, cross, Z, s, self.alphas_, ts, rate, make)
             elif solver == "cholesky":

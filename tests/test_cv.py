@@ -235,6 +235,9 @@ def test_parameters_are_the_base_estimators_plus_the_grid():
     for cv_cls, cls in PAIRS:
         base = set(cls().get_params()) - set(NOT_CV_PARAMS)
         assert set(cv_cls().get_params()) == base | set(CV_PARAMS)
+        # The shared parameters have the base estimator's defaults (tol="auto", ...).
+        shared, own = cls().get_params(), cv_cls().get_params()
+        assert {k: own[k] for k in base} == {k: shared[k] for k in base}
 
 
 @pytest.mark.slow
