@@ -19,7 +19,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.linalg import solve_triangular
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -37,13 +36,16 @@ from ntk_sklearn.empirical import empirical_nngp, empirical_ntk, monte_carlo_ker
 from ntk_sklearn.empirical._utils import check_params, params_bytes
 from ntk_sklearn.kernels import Serial, _tiling, available_activations
 from ntk_sklearn.kernels._serial import _WORK_FACTOR, TILE_BYTES
-from ntk_sklearn.solvers import CGSolver, choose_solver, solver_memory
+from ntk_sklearn.solvers import (
+    CGSolver,
+    CholeskySolver,
+    EighSolver,
+    choose_solver,
+    solver_memory,
+)
 from ntk_sklearn.solvers._base import CG_MIN_N
 from ntk_sklearn.solvers._sharding import assemble_rows, device_mesh
 
-#: Jitter tried, relative to the mean diagonal, when the training kernel is singular (each at
-#: least ``10·n·eps``, the rounding error of the Cholesky factorization).
-_JITTERS = (1e-10, 1e-8, 1e-6)
 #: Test rows per chunk when only means and variances are predicted.
 _PREDICT_CHUNK = 4096
 #: A variance below this many ``eps`` times the terms it is the sum of is rounding noise.
@@ -498,7 +500,7 @@ class NeuralKernelBase(BaseEstimator):
         """
         n = X.shape[0]
         self.solver_ = self._choose_solver(n, Y.shape[1])
-        stale = ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_")
+        stale = ("chol_", "evals_", "evecs_", "train_nngp_", "cg_solver_", "n_iter_", "_solver")
         for name in (*stale, "log_marginal_likelihood_value_"):
             self.__dict__.pop(name, None)  # from an earlier fit
         if self.solver_ != "cg":  # before the optimizer's work, which would then be lost
@@ -524,12 +526,14 @@ class NeuralKernelBase(BaseEstimator):
             self.y_fit_ = Y.astype(self._hyper["dtype"])
             self.X_fit_ = X
             y = jnp.asarray(self.y_fit_)
+            alpha = self._hyper["alpha"]
             if self._hyper["t"] is None:
-                chol, self.jitter_ = self._cholesky(train)
-                self.chol_ = np.asarray(chol)
+                self._solver = CholeskySolver(alpha=alpha).fit(self.train_kernel_, self._rate_)
+                self.chol_, self.jitter_ = self._solver.chol_, self._solver.jitter_
             else:
-                spec = dynamics.spectrum(train)
-                self.evals_, self.evecs_ = np.asarray(spec.evals), np.asarray(spec.evecs)
+                solver = EighSolver(null_space="drop", alpha=alpha)
+                self._solver = solver.fit(self.train_kernel_, self._rate_)
+                self.evals_, self.evecs_ = self._solver.evals_, self._solver.evecs_
             self.dual_coef_ = np.asarray(self._apply(y, self._hyper["t"]))
             self.n_iter_ = 1  # one factorization
             # A singular kernel at finite t warns when log_marginal_likelihood() is called.
@@ -645,7 +649,7 @@ class NeuralKernelBase(BaseEstimator):
         """
         check_is_fitted(self)
         if theta is None and not eval_gradient:
-            return self._fitted_lml(stacklevel=4)
+            return self._fitted_lml()
         if self._hyper["kernel"] != "analytic":
             raise ValueError(
                 "log_marginal_likelihood(theta=...) and eval_gradient=True need "
@@ -666,23 +670,22 @@ class NeuralKernelBase(BaseEstimator):
         value, grad = evidence(theta, eval_gradient)
         return (value, grad) if eval_gradient else value
 
-    def _fitted_lml(self, stacklevel: int = 5) -> float:
-        """The log marginal likelihood from the fitted factorization (jitter included)."""
-        chol = getattr(self, "chol_", None)
-        if chol is None:
-            with self._scope():
-                chol = np.asarray(self._cholesky(jnp.asarray(self.train_kernel_), stacklevel)[0])
+    def _fitted_lml(self) -> float:
+        """The log marginal likelihood from the fitted solver (jitter included)::
+
+        -½ Σ_k (S y_k)ᵀ (S C S)⁻¹ (S y_k) - k/2 (log det(S C S) - Σ log w) - nk/2 log 2π
+        """
         y = self.y_fit_.astype(np.float64)
-        chol = chol.astype(np.float64, copy=False)
         log_w = 0.0
         if self._sqrt_weight is not None:
             s = self._sqrt_weight.astype(np.float64)
             y = s[:, None] * y
             log_w = 2.0 * np.sum(np.log(s))  # log det C = log det(S C S) - Σ log w
-        z = solve_triangular(chol, y, lower=True)  # (Sy)ᵀ (SCS)⁻¹ (Sy) = |L⁻¹ S y|²
+        quad, log_det = self._solver.evidence_terms(self._padded(y))
         n, k = y.shape
-        log_det = 2.0 * np.sum(np.log(np.diag(chol))) - log_w
-        return float(-0.5 * np.sum(z * z) - 0.5 * k * log_det - 0.5 * n * k * np.log(2 * np.pi))
+        return float(
+            -0.5 * np.sum(quad) - 0.5 * k * (log_det - log_w) - 0.5 * n * k * np.log(2 * np.pi)
+        )
 
     def _choose_solver(self, n: int, n_targets: int) -> str:
         """The solver of this fit: ``solver``, or by size and memory for ``"auto"``."""
@@ -739,11 +742,12 @@ class NeuralKernelBase(BaseEstimator):
             on_cpu = mesh.size == 1 and mesh.devices.flat[0].platform == "cpu"
             self.train_kernel_ = np.asarray(train) if on_cpu else train
             self.X_fit_, self.y_fit_ = X, Y.astype(self._hyper["dtype"])
-            self.cg_solver_ = CGSolver(
+            self._solver = self.cg_solver_ = CGSolver(
                 tol=tol,
                 max_iter=self._hyper["max_iter"],
                 rank=rank,
                 verbose=self._hyper["verbose"],
+                alpha=self._hyper["alpha"],
             ).fit(train, self._rate_)
             self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
             self.n_iter_ = self.cg_solver_.n_iter_
@@ -849,78 +853,22 @@ class NeuralKernelBase(BaseEstimator):
         out[np.arange(out.shape[0]), np.arange(rows.start, rows.stop)] += self._hyper["alpha"]
         return out
 
-    def _cholesky(self, k: jax.Array, stacklevel: int = 5) -> tuple[jax.Array, float]:
-        """Lower Cholesky factor of ``k`` and the jitter added to its diagonal to get it.
-
-        ``k`` is numerically singular when the factorization fails or when a pivot is below
-        the rounding error, ``L_ii² < n·eps·s`` (``s`` = mean diagonal): pivots bound the
-        smallest eigenvalue from above (``λ_min ≤ min L_ii²``). Then jitter is added.
-        """
-        n = k.shape[0]
-        eps = float(jnp.finfo(k.dtype).eps)
-        mean_diag = float(jnp.mean(jnp.diag(k)))
-        # An all-zero kernel (zero inputs, b_std = 0) has no scale: use an absolute one.
-        scale = mean_diag if mean_diag > 0 else 1.0
-
-        def factor(jitter: float):
-            # A failed factorization is NaN by design: not the error of a user's jax_debug_nans.
-            with jax.debug_nans(False), jax.debug_infs(False):
-                chol = dynamics.cholesky(dynamics.add_diagonal(k, jitter) if jitter else k)
-                pivots = jnp.diag(chol) ** 2
-                ok = bool(jnp.all(jnp.isfinite(chol)))
-                ok = ok and float(jnp.min(pivots)) >= n * eps * scale
-            return chol, ok
-
-        chol, ok = factor(0.0)
-        if ok:
-            return chol, 0.0
-        zero = " (the kernel is zero: all-zero inputs with b_std=0?)" * (mean_diag == 0)
-        for jitter in sorted({max(rel, 10 * n * eps) * scale for rel in _JITTERS}):
-            chol, ok = factor(jitter)
-            if ok:
-                warnings.warn(
-                    f"The training kernel plus alpha={self._hyper['alpha']} is not numerically "
-                    f"positive definite{zero} (duplicate or nearly collinear samples?); added "
-                    f"{jitter:.2e} (jitter) to its diagonal. Increase alpha to silence this "
-                    "warning.",
-                    RuntimeWarning,
-                    stacklevel=stacklevel,
-                )
-                return chol, jitter
-        float32 = ", or use float64" * (self._hyper["dtype"] == "float32")
-        raise np.linalg.LinAlgError(
-            f"The training kernel plus alpha={self._hyper['alpha']} is not positive "
-            f"definite{zero}, even with jitter up to {max(_JITTERS[-1], 10 * n * eps) * scale:.2e}"
-            f" on its diagonal. Increase alpha (e.g. alpha={1e-4 * scale:.2e}), or remove "
-            f"duplicate samples{float32}."
-        )
-
     # -- predict -------------------------------------------------------------------------------
-
-    def _spectrum(self) -> dynamics.Spectrum:
-        """Eigendecomposition of the training kernel as fitted (jitter included)."""
-        if self._hyper["t"] is None:
-            k = dynamics.add_diagonal(jnp.asarray(self.train_kernel_), self.jitter_)
-            return dynamics.spectrum(k)
-        return dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
 
     def _apply(self, b: jax.Array, times: float | None) -> jax.Array:
         """``S A_t S b`` with the fitted factorization (``times`` = ``t``, or ``2t``)."""
         s = None if self._sqrt_weight is None else jnp.asarray(self._sqrt_weight)[:, None]
         if s is not None:
             b = s * b
-        if self.solver_ == "cg":
-            b = np.asarray(b)
-            pad = self.cg_solver_.n_ - b.shape[0]  # rows padded to the device count
-            b = np.concatenate([b, np.zeros((pad, b.shape[1]), b.dtype)]) if pad else b
-            out = jnp.asarray(self.cg_solver_.apply(b, times)[: b.shape[0] - pad])
-        elif times is None:
-            out = dynamics.cho_apply(jnp.asarray(self.chol_), b)
-        else:
-            spec = dynamics.Spectrum(jnp.asarray(self.evals_), jnp.asarray(self.evecs_))
-            g = dynamics.gain(spec.evals, jnp.asarray([times]), self._rate_)[0]
-            out = dynamics.spectral_apply(spec, g, b)
+        n = b.shape[0]
+        out = jnp.asarray(self._solver.apply(self._padded(b), times)[:n])
         return out if s is None else s * out
+
+    def _padded(self, b) -> np.ndarray:
+        """``b`` with zero rows for the solver's padding rows (``alpha·I``: zero solutions)."""
+        b = np.asarray(b)
+        pad = self._solver.n_ - b.shape[0]  # rows padded to the device count
+        return np.concatenate([b, np.zeros((pad, *b.shape[1:]), b.dtype)]) if pad else b
 
     def _check_uncertainty(self) -> None:
         if self._user_model():
@@ -1051,32 +999,17 @@ class NeuralKernelBase(BaseEstimator):
             ", or fewer times",
             self._hyper["dtype"],
         )
-        if self.solver_ == "cg":
-            return self._trajectory_iterative(X, times)
         with self._scope():
-            spec = self._spectrum()
             cross = self._cross(X)
             dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
             y = jnp.asarray(self.y_fit_)
             if self._sqrt_weight is not None:
                 s = jnp.asarray(self._sqrt_weight)
                 dyn_cross, y = dyn_cross * s[None, :], y * s[:, None]
-            # mean(t) = Θ_* S V diag(g_t) Vᵀ S y: project once, then one product per time.
-            proj = dyn_cross @ spec.evecs
-            coef = spec.evecs.T @ y
-            g = dynamics.gain(spec.evals, jnp.asarray(times, self._hyper["dtype"]), self._rate_)
-            g = dynamics.range_gain(spec, g)
-            return np.asarray(jnp.einsum("ij,tj,jk->tik", proj, g, coef))
-
-    def _trajectory_iterative(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Means at many times with the fitted CG solver: one Lanczos solve per time."""
-        with self._scope():
-            cross = self._cross(X)
-            dyn_cross = jnp.asarray(cross.ntk if self._kernel == "ntk" else cross.nngp)
-            y = jnp.asarray(self.y_fit_)
-            return np.stack(
-                [np.asarray(dyn_cross @ self._apply(y, None if np.isinf(t) else t)) for t in times]
-            )
+            # mean(t) = Θ_* S A_t S y, every t from one solver of the training kernel.
+            solver = self._solver.at_any_time()
+            coef = solver.apply_times(self._padded(y), times)[:, :n]
+            return np.asarray(jnp.einsum("ij,tjk->tik", dyn_cross, jnp.asarray(coef)))
 
 
 def check_times(times) -> np.ndarray:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from numbers import Number
 
-import jax.numpy as jnp
 import numpy as np
-from scipy.linalg import eigh, solve_triangular
+from scipy.linalg import solve_triangular
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import ClassifierMixin, _fit_context
@@ -16,7 +15,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ntk_sklearn._base import NeuralKernelBase
 from ntk_sklearn._regressors import _ATTRIBUTES_DOC, _PARAMS_DOC
-from ntk_sklearn.solvers._sharding import to_host
 
 #: Training rows on which the temperature is fitted when ``solver_ == "cg"`` (a dense
 #: factorization of their kernel gives the leave-one-out outputs).
@@ -192,25 +190,17 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         n = self.y_fit_.shape[0]
         s = np.ones(n) if self._sqrt_weight is None else self._sqrt_weight.astype(np.float64)
         z = s[:, None] * self.y_fit_.astype(np.float64)
-        rows = np.arange(n)
         t, rate = self._hyper["t"], self._rate_
-        alpha = self._hyper["alpha"] + self.jitter_
-        if self.solver_ == "cg":
-            if n > _LOO_SUBSET:
-                rows = np.sort(np.random.default_rng(0).choice(n, _LOO_SUBSET, replace=False))
-                rate = rate * (s**2).sum() / (s[rows] ** 2).sum()  # lr / (C · Σ w) of the subset
-            # The kernel may be a jax.Array sharded over devices (and processes).
-            m = to_host(self.train_kernel_[np.ix_(rows, rows)]).astype(np.float64)
-            s, z = s[rows], z[rows]
-            if t is None:
-                with self._scope():  # jitter (with a warning) if the subset's kernel is singular
-                    chol, jitter = self._cholesky(jnp.asarray(m), stacklevel=6)
-                chol, alpha = np.asarray(chol, np.float64), alpha + jitter
-        elif t is None:
-            chol = self.chol_.astype(np.float64)
+        # A dense factorization: the fitted one, or (CG) one of a subset of the rows.
+        dense, rows = self._solver.dense_subset(_LOO_SUBSET, at_any_time=t is not None, n_rows=n)
+        if len(rows) < n:
+            rate = rate * (s**2).sum() / (s[rows] ** 2).sum()  # lr / (C · Σ w) of the subset
+        s, z = s[rows], z[rows]
+        alpha = self._hyper["alpha"] + dense.jitter_
         w = s**2
         delta = np.minimum(1.0, w)
         if t is None:
+            chol = dense.chol_.astype(np.float64)
             inv_l = solve_triangular(chol, np.eye(len(rows)), lower=True)
             m_inv_z = inv_l.T @ (inv_l @ z)
             m_inv_diag = np.einsum("ij,ij->j", inv_l, inv_l)[:, None]  # Σ_j (L⁻¹)_ji²
@@ -225,10 +215,7 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
                 (w_ - d_) * z - w_ * alpha * m_inv_z + d_ * alpha * m_inv_diag * z
             ) / denominator
             return np.where(use_whole, whole, part), rows
-        if self.solver_ == "cg":
-            evals, evecs = eigh(m)
-        else:
-            evals, evecs = self.evals_.astype(np.float64), self.evecs_.astype(np.float64)
+        evals, evecs = dense.evals_.astype(np.float64), dense.evecs_.astype(np.float64)
         x = rate * t * evals
         # g_t(λ) = (1 - e^{-ηtλ})/λ on the range; h(λ) = (λ - α)·g_t(λ), the hat's eigenvalues.
         gain = np.where(evals > 0, -np.expm1(-x) / np.where(evals > 0, evals, 1.0), 0.0)

@@ -33,7 +33,8 @@ from ntk_sklearn import _cv_search, _kernel_cache, _progress
 from ntk_sklearn._base import check_memory
 from ntk_sklearn._classifiers import _LOG_BETA_RANGE
 from ntk_sklearn._regressors import _normalize
-from ntk_sklearn.solvers import CGSolver, choose_solver
+from ntk_sklearn.solvers import CGSolver, CholeskySolver, choose_solver
+from ntk_sklearn.solvers._jitter import eigenvalue_jitter
 
 #: Parameters of the CV estimators that their base estimator does not have.
 CV_PARAMS = ("alphas", "ts", "alphas_relative", "cv", "scoring")
@@ -370,10 +371,9 @@ class NeuralKernelCV(BaseEstimator):
         weighted = cross if s is None else cross * s[None, :]
         out = []
         for alpha in self.alphas_:
-            template._hyper["alpha"] = float(alpha)  # named in the jitter messages
             m = g.copy()
             m[np.diag_indices_from(m)] += alpha
-            coef = _cv_search.solve_converged(m, u, lambda a: template._cholesky(a, stacklevel=7))
+            coef = CholeskySolver(alpha=float(alpha)).fit(m).solve(u.astype(m.dtype))
             out.append((weighted @ coef)[None])
         return np.stack(out)
 
@@ -417,7 +417,7 @@ class NeuralKernelCV(BaseEstimator):
                 cross = K[np.ix_(zero, pos)].astype(np.float64)
                 u = Y if s is None else s[:, None].astype(np.float64) * Y
                 evals = spec.evals.astype(np.float64) + alpha
-                evals = evals + _cv_search.converged_jitter(evals, float(alpha))
+                evals = evals + eigenvalue_jitter(evals, float(alpha))
                 evecs = spec.evecs.astype(np.float64)
                 q = evecs @ ((evecs.T @ u) / evals[:, None])
                 loo[zero] = (cross if s is None else cross * s[None, :]) @ q

@@ -16,6 +16,7 @@ from ntk_sklearn.solvers._base import (
 from ntk_sklearn.solvers._cg import CGSolver
 from ntk_sklearn.solvers._direct import CholeskySolver, EighSolver
 from ntk_sklearn.solvers._expm import lanczos_gain
+from ntk_sklearn.solvers._jitter import JITTERS, cholesky_with_jitter
 from ntk_sklearn.solvers._preconditioners import (
     LowRankPreconditioner,
     build_preconditioner,
@@ -27,11 +28,13 @@ from ntk_sklearn.solvers._sharding import shard_rows
 __all__ = [
     "SOLVER_NAMES",
     "CGSolver",
+    "JITTERS",
     "CholeskySolver",
     "EighSolver",
     "LowRankPreconditioner",
     "Solver",
     "build_preconditioner",
+    "cholesky_with_jitter",
     "choose_solver",
     "lanczos_gain",
     "make_solver",
@@ -43,7 +46,7 @@ __all__ = [
 
 
 def make_solver(name: str, **params) -> Solver:
-    """A solver by name (one of :data:`SOLVER_NAMES`); ``params`` go to :class:`CGSolver`.
+    """A solver by name (one of :data:`SOLVER_NAMES`), constructed with ``params``.
 
     Examples
     --------
@@ -51,12 +54,7 @@ def make_solver(name: str, **params) -> Solver:
     >>> make_solver("cg", rank=50)
     CGSolver(tol=1e-06, max_iter=None, preconditioner='nystrom', rank=50)
     """
-    if name == "cg":
-        return CGSolver(**params)
-    if params:
-        raise TypeError(f"The {name!r} solver takes no parameters; got {sorted(params)}.")
-    if name == "cholesky":
-        return CholeskySolver()
-    if name == "eigh":
-        return EighSolver()
+    solvers = {"cholesky": CholeskySolver, "eigh": EighSolver, "cg": CGSolver}
+    if name in solvers:
+        return solvers[name](**params)
     raise ValueError(f"name must be one of {SOLVER_NAMES}; got {name!r}.")

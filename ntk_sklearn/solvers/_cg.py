@@ -124,6 +124,9 @@ class CGSolver(Solver):
     verbose : int, default=0
         ``1``: a line with the iteration and the largest relative residual every 10 s;
         ``2``: one per iteration.
+    alpha : float or None, default=None
+        The ``alpha`` on the kernel's diagonal, named in the jitter messages of
+        :meth:`evidence_terms` and :meth:`dense_subset` (dense factorizations on demand).
 
     Attributes
     ----------
@@ -160,6 +163,7 @@ class CGSolver(Solver):
         kernel_dtype: str | None = None,
         random_state: int = 0,
         verbose: int = 0,
+        alpha: float | None = None,
     ):
         if isinstance(tol, bool) or not isinstance(tol, Real) or not 0 < tol < 1:
             raise ValueError(f"tol must be a number in (0, 1), e.g. 1e-6; got {tol!r}.")
@@ -184,6 +188,7 @@ class CGSolver(Solver):
         self.kernel_dtype = kernel_dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.alpha = alpha
 
     def _params(self) -> dict:
         return {
