@@ -6,8 +6,8 @@ import importlib
 import pytest
 
 MODULES = [
-    pytest.param("ntk_sklearn._regressors", marks=pytest.mark.slow),
-    pytest.param("ntk_sklearn._classifiers", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.estimators._regressors", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.estimators._classifiers", marks=pytest.mark.slow),
     pytest.param("ntk_sklearn.kernels._fc", marks=pytest.mark.slow),
     pytest.param("ntk_sklearn.kernels._serial", marks=pytest.mark.slow),
     "ntk_sklearn.preprocessing",

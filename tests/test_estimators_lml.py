@@ -12,7 +12,7 @@ from scipy.stats import multivariate_normal
 from sklearn.exceptions import ConvergenceWarning
 
 from ntk_sklearn import NNGPClassifier, NNGPRegressor, NTKRegressor
-from ntk_sklearn import _marginal_likelihood as ml
+from ntk_sklearn.gaussian_process import _marginal_likelihood as ml
 from ntk_sklearn.kernels import fc_kernel
 
 REGRESSORS = {"nngp": NNGPRegressor, "ntk": NTKRegressor}

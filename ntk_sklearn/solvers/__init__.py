@@ -37,6 +37,7 @@ __all__ = [
     "cholesky_with_jitter",
     "choose_solver",
     "lanczos_gain",
+    "make_fit_solver",
     "make_solver",
     "nystrom_factor",
     "pivoted_cholesky",
@@ -58,3 +59,19 @@ def make_solver(name: str, **params) -> Solver:
     if name in solvers:
         return solvers[name](**params)
     raise ValueError(f"name must be one of {SOLVER_NAMES}; got {name!r}.")
+
+
+def make_fit_solver(
+    name: str, t: float | None, alpha: float, *, tol: float, rank: int, max_iter, verbose
+) -> Solver:
+    """The unfitted solver of an estimator's fit: ``name`` from :func:`choose_solver`.
+
+    A direct solver factorizes by Cholesky at ``t=None`` and by eigendecomposition (null space
+    dropped, see :mod:`ntk_sklearn.dynamics`) at a finite ``t``; ``"cg"`` is CG at ``t=None``
+    and Lanczos at a finite ``t``, with ``tol``, ``rank``, ``max_iter`` and ``verbose``.
+    """
+    if name == "cg":
+        return CGSolver(tol=tol, max_iter=max_iter, rank=rank, verbose=verbose, alpha=alpha)
+    if t is None:
+        return CholeskySolver(alpha=alpha)
+    return EighSolver(null_space="drop", alpha=alpha)

@@ -110,6 +110,9 @@ class Solver(ABC):
     name: str = "abstract"
     #: Whether ``fit`` factorizes ``K`` densely (``O(n³)``): then the evidence costs no more.
     dense: bool = False
+    #: Whether the kernel is best given as one jax.Array row-sharded over every device (the
+    #: solver then computes where the rows are), rather than as one host array.
+    row_sharded: bool = False
     #: ``alpha`` on the kernel's diagonal, named in the jitter messages (``None``: unknown).
     alpha: float | None = None
     jitter_: float = 0.0
@@ -125,6 +128,18 @@ class Solver(ABC):
     def apply_times(self, B, times) -> np.ndarray:
         """``A_t B`` for each ``t`` of ``times``: shape ``(len(times), n, m)`` (or ``(T, n)``)."""
         return np.stack([self.apply(B, t) for t in times])
+
+    def fitted_state(self) -> dict:
+        """The fitted arrays an estimator exposes, by their attribute names there."""
+        return {}
+
+    def fit_iterations(self) -> int:
+        """Work of the fit in iterations: 1 for one factorization, else the last ``n_iter_``."""
+        return 1 if self.dense else int(getattr(self, "n_iter_", 0))
+
+    def memory_bytes(self, n: int, m: int, dtype) -> int:
+        """Bytes this solver allocates beyond the kernel (:func:`solver_memory`)."""
+        return solver_memory(n, m, dtype, self.name)
 
     def solve(self, B) -> np.ndarray:
         """``K⁻¹ B`` (``A_∞ B``)."""

@@ -27,6 +27,7 @@ from ntk_sklearn.solvers._base import (
     check_rate,
     check_rhs,
     check_time,
+    solver_memory,
 )
 from ntk_sklearn.solvers._expm import lanczos_gain
 from ntk_sklearn.solvers._preconditioners import PRECONDITIONERS, build_preconditioner
@@ -153,6 +154,7 @@ class CGSolver(Solver):
     """
 
     name = "cg"
+    row_sharded = True
 
     def __init__(
         self,
@@ -197,6 +199,12 @@ class CGSolver(Solver):
             "preconditioner": self.preconditioner,
             "rank": self.rank,
         }
+
+    def fitted_state(self) -> dict:
+        return {"cg_solver_": self}
+
+    def memory_bytes(self, n: int, m: int, dtype) -> int:
+        return solver_memory(n, m, dtype, self.name, self.rank)
 
     def fit(self, K, rate: float = 1.0) -> CGSolver:
         K = check_kernel(K)

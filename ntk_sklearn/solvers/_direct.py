@@ -92,6 +92,9 @@ class CholeskySolver(Solver):
         self.n_iter_, self.residual_ = 0, None
         return out[:, 0] if was_1d else out
 
+    def fitted_state(self) -> dict:
+        return {"chol_": self.chol_}
+
     def at_any_time(self) -> EighSolver:
         """An :class:`EighSolver` of ``K + jitter_·I`` (null space dropped, as in a fit)."""
         self._check_fitted()
@@ -164,6 +167,9 @@ class EighSolver(Solver):
             self.evals_, self.evecs_ = np.asarray(spec.evals), np.asarray(spec.evecs)
         self.n_ = K.shape[0]
         return self
+
+    def fitted_state(self) -> dict:
+        return {"evals_": self.evals_, "evecs_": self.evecs_}
 
     def apply(self, B, t: float | None = None) -> np.ndarray:
         return self.apply_times(B, [np.inf if check_time(t) is None else t])[0]

@@ -1,9 +1,9 @@
 """Cross-validation of ``alpha`` and ``t`` at the cost of one kernel: the machinery of the CV
-estimators (:mod:`ntk_sklearn._cv_estimators` defines the four classes).
+estimators (:mod:`ntk_sklearn.estimators._cv_estimators` defines the four classes).
 
 The kernel of all training rows is computed once; each fold's training and validation kernels
 are blocks of it; each fold's factorization serves every ``alpha`` and ``t``
-(:mod:`ntk_sklearn._cv_search`). Each candidate is scored by handing a scorer a stand-in
+(:mod:`ntk_sklearn.estimators._cv_search`). Each candidate is scored by handing a scorer a stand-in
 estimator, :class:`_FoldModel`, whose ``predict``/``decision_function``/``predict_proba`` return
 what the estimator fitted on that fold with that candidate would return: any scikit-learn scorer
 works, with :class:`~sklearn.model_selection.GridSearchCV`'s semantics (scores of the validation
@@ -29,10 +29,11 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ntk_sklearn import _cv_search, _kernel_cache, _progress
-from ntk_sklearn._base import check_memory
-from ntk_sklearn._classifiers import _LOG_BETA_RANGE
-from ntk_sklearn._regressors import _normalize
+from ntk_sklearn import _progress
+from ntk_sklearn.estimators import _cv_search, _kernel_cache
+from ntk_sklearn.estimators._classifiers import _LOG_BETA_RANGE
+from ntk_sklearn.estimators._params import check_memory
+from ntk_sklearn.estimators._regressors import _normalize
 from ntk_sklearn.solvers import CGSolver, CholeskySolver, choose_solver
 from ntk_sklearn.solvers._jitter import eigenvalue_jitter
 

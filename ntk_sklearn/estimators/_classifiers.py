@@ -13,8 +13,8 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ntk_sklearn._base import NeuralKernelBase
-from ntk_sklearn._regressors import _ATTRIBUTES_DOC, _PARAMS_DOC
+from ntk_sklearn.estimators._base import NeuralKernelBase
+from ntk_sklearn.estimators._regressors import _ATTRIBUTES_DOC, _PARAMS_DOC
 
 #: Training rows on which the temperature is fitted when ``solver_ == "cg"`` (a dense
 #: factorization of their kernel gives the leave-one-out outputs).

@@ -1,9 +1,9 @@
 """The numerics of the CV estimators: every ``alpha`` and ``t`` from one factorization per fold.
 
-Notation as in :mod:`ntk_sklearn.dynamics` and :mod:`ntk_sklearn._base`: ``K`` the kernel of the
-dynamics (NTK or NNGP) between a fold's training rows, ``S = diag(√w)`` their sample weights,
-``G = S K S``, ``M = G + αI``, ``z`` the fold's (normalised) targets and ``r`` the rate
-``learning_rate / (n_targets · Σw)``. The fitted mean at new rows is
+Notation as in :mod:`ntk_sklearn.dynamics` and :mod:`ntk_sklearn.estimators._fit`: ``K`` the
+kernel of the dynamics (NTK or NNGP) between a fold's training rows, ``S = diag(√w)`` their
+sample weights, ``G = S K S``, ``M = G + αI``, ``z`` the fold's (normalised) targets and ``r``
+the rate ``learning_rate / (n_targets · Σw)``. The fitted mean at new rows is
 ``K_* S A_t(M) S z`` with ``A_t(M) = V diag(g_t(λ + α)) Vᵀ`` where ``G = V diag(λ) Vᵀ``: one
 eigendecomposition of ``G`` serves every ``α`` (``M`` has the same eigenvectors, eigenvalues
 shifted by ``α``) and every ``t`` (the gains ``g_t``). With the projections

@@ -7,7 +7,8 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ntk_sklearn._base import NeuralKernelBase, check_times
+from ntk_sklearn.estimators._base import NeuralKernelBase
+from ntk_sklearn.estimators._params import check_times
 
 _PARAMS_DOC = """
     Parameters
