@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from ntk_sklearn.estimators._classifiers import NNGPClassifier, NTKClassifier
-from ntk_sklearn.estimators._cv import ClassifierCVMixin, NeuralKernelCV, RegressorCVMixin
+from ntk_sklearn.estimators._cv import NeuralKernelCV
+from ntk_sklearn.estimators._cv_mixins import ClassifierCVMixin, RegressorCVMixin
 from ntk_sklearn.estimators._regressors import _PARAMS_DOC, NNGPRegressor, NTKRegressor
 
 #: Default grid of ``alphas`` (absolute, in normalised-``y`` units for the regressors).
