@@ -40,10 +40,10 @@ from ntk_sklearn.estimators._params import (
     _Shown,
 )
 from ntk_sklearn.estimators._posterior import _Posterior
-from ntk_sklearn.gaussian_process import _marginal_likelihood
+from ntk_sklearn.gaussian_process._hyperparameters import NAMES, check_bounds
 
 #: Bounds parameters of the hyperparameters learned by ``optimizer``.
-_BOUNDS_PARAMS = tuple(f"{name}_bounds" for name in _marginal_likelihood.NAMES)
+_BOUNDS_PARAMS = tuple(f"{name}_bounds" for name in NAMES)
 
 
 class NeuralKernelBase(_InputChecks, _Kernels, _Fit, _Evidence, _Posterior, BaseEstimator):
@@ -115,7 +115,7 @@ class NeuralKernelBase(_InputChecks, _Kernels, _Fit, _Evidence, _Posterior, Base
         """Freeze the validated parameters for this fit; check what the constraints cannot."""
         self._hyper = self._resolved_params()
         for name in (*_BOUNDS_PARAMS, "input_scale_bounds"):
-            _marginal_likelihood.check_bounds(self._hyper[name], name)
+            check_bounds(self._hyper[name], name)
         p = self._hyper
         per_feature = p["input_scale_bounds"] != "fixed" or np.size(p["input_scale"]) > 1
         if p["flip_invariant"] and per_feature:

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ntk_sklearn.estimators._base import NeuralKernelBase
 from ntk_sklearn.estimators._calibration import _Calibration
 from ntk_sklearn.estimators._docs import _ATTRIBUTES_DOC, _PARAMS_DOC
+from ntk_sklearn.gaussian_process._hyperparameters import DEFAULT_BOUNDS
 
 
 def _label_kind(value) -> str:
@@ -85,9 +86,9 @@ class _KernelClassifier(ClassifierMixin, _Calibration, NeuralKernelBase):
         preconditioner_rank="auto",
         optimizer=None,
         n_restarts_optimizer=0,
-        w_std_bounds=(0.05, 20.0),
-        b_std_bounds=(1e-4, 10.0),
-        alpha_bounds=(1e-8, 1e3),
+        w_std_bounds=DEFAULT_BOUNDS["w_std"],
+        b_std_bounds=DEFAULT_BOUNDS["b_std"],
+        alpha_bounds=DEFAULT_BOUNDS["alpha"],
         input_scale=None,
         input_scale_bounds="fixed",
         verbose=0,

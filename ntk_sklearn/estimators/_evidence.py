@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ntk_sklearn.gaussian_process import _marginal_likelihood
+from ntk_sklearn.gaussian_process._hyperparameters import NAMES
 
 
 class _Evidence:
@@ -54,12 +55,10 @@ class _Evidence:
                     p["n_restarts_optimizer"],
                     check_random_state(self.random_state),
                 )
-                learned = dict(
-                    zip(_marginal_likelihood.NAMES, hyper.with_theta(theta), strict=True)
-                )
+                learned = dict(zip(NAMES, hyper.with_theta(theta), strict=True))
                 p.update(learned)
                 scale = hyper.scales_with_theta(theta)
-        self.w_std_, self.b_std_, self.alpha_ = (float(p[n]) for n in _marginal_likelihood.NAMES)
+        self.w_std_, self.b_std_, self.alpha_ = (float(p[n]) for n in NAMES)
         self.input_scale_ = scale
 
     def _evidence(self, X, Y, sqrt_w, hyper) -> _marginal_likelihood.Evidence:

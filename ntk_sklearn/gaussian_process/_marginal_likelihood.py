@@ -37,10 +37,9 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn.architectures import replace_stds
+from ntk_sklearn.gaussian_process._hyperparameters import NAMES, check_bounds, check_inside
 from ntk_sklearn.kernels import Serial, kernel_matrices
 
-#: The learnable hyperparameters, in the order of ``theta``.
-NAMES = ("w_std", "b_std", "alpha")
 #: Working ``n × n`` float64 arrays per layer of the stack kept for the reverse pass (measured
 #: rather than derived: the recursion's intermediates and their cotangents), plus a constant.
 _ARRAYS_PER_LAYER = 12
@@ -94,24 +93,6 @@ class Hyperparameters(NamedTuple):
         return names + [f"input_scale[{j}]" for j in range(len(self.scales))]
 
 
-def check_bounds(bounds, name: str) -> tuple[float, float] | None:
-    """``(low, high)`` with ``0 < low <= high < inf``, or ``None`` for ``"fixed"``."""
-    if isinstance(bounds, str) and bounds == "fixed":
-        return None
-    ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2
-    if ok:
-        try:
-            low, high = (float(b) for b in bounds)
-        except (TypeError, ValueError):
-            ok = False
-    if not ok or not (0 < low <= high < math.inf):
-        raise ValueError(
-            f"{name} must be 'fixed' or a pair (low, high) of finite numbers with "
-            f"0 < low <= high (the search runs on their logarithms); got {bounds!r}."
-        )
-    return low, high
-
-
 def hyperparameters(
     values: dict,
     bounds: dict,
@@ -151,15 +132,8 @@ def hyperparameters(
 
 
 def _check_inside(name: str, value: float, bounds: tuple[float, float], check: bool) -> None:
-    low, high = bounds
-    key = f"{name}_bounds"
-    # exp(log(bound)) may round past the bound: allow that much slack.
-    if check and not (low * (1 - 1e-10) <= value <= high * (1 + 1e-10)):
-        raise ValueError(
-            f"{name}={value!r} is outside {key}=({low:g}, {high:g}): the optimizer starts "
-            f"from {name}. Set {name} inside the bounds, widen {key}, or use "
-            f"{key}='fixed' to keep {name} as it is."
-        )
+    if check:
+        check_inside(name, value, bounds)
 
 
 def check_theta(theta, hyper: Hyperparameters) -> np.ndarray:
