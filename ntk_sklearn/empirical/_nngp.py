@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
@@ -33,9 +34,8 @@ from ntk_sklearn.empirical._utils import (
     check_positive_int,
     default_float,
     first_nonfinite_row,
-    padded_block,
-    row_blocks,
 )
+from ntk_sklearn.kernels import _tiling
 
 #: Rows per forward pass when ``batch_size`` is not given.
 DEFAULT_BATCH_SIZE = 1024
@@ -50,8 +50,8 @@ def _outputs(fn: StaticFn, params: Any, x: np.ndarray, batch_size: int) -> np.nd
     """``f(params, x)`` as ``(n, k)``, computed ``batch_size`` rows at a time."""
     b = min(batch_size, x.shape[0])
     parts = []
-    for rows in row_blocks(x.shape[0], b):
-        out = np.asarray(_forward(fn, params, padded_block(x, rows, b)))
+    for rows in _tiling.fixed_blocks(x.shape[0], b):
+        out = np.asarray(_forward(fn, params, jnp.asarray(_tiling.repeat_padded(x, rows, b))))
         parts.append(out[: rows.stop - rows.start])
     return np.concatenate(parts)
 

@@ -34,7 +34,6 @@ from ntk_sklearn.empirical import _cost
 from ntk_sklearn.empirical._utils import (
     StaticFn,
     as_batch_pair,
-    block_pairs,
     check_apply_fn,
     check_outputs,
     check_params,
@@ -42,10 +41,9 @@ from ntk_sklearn.empirical._utils import (
     check_positive_int,
     first_nonfinite_row,
     output_info,
-    padded_block,
     params_bytes,
-    row_blocks,
 )
+from ntk_sklearn.kernels import _tiling
 
 #: What a user can change when a kernel or one of its blocks cannot fit in memory.
 _MEMORY_ADVICE = (
@@ -408,16 +406,17 @@ def empirical_ntk(
     fn = StaticFn(apply_fn)
     name_b = "x1" if symmetric else "x2"
     b1, b2 = min(batch_size, n1), min(batch_size, n2)
-    rows1, rows2 = row_blocks(n1, b1), row_blocks(n2, b2)
+    rows1, rows2 = _tiling.fixed_blocks(n1, b1), _tiling.fixed_blocks(n2, b2)
     out = None
     current_j, jb = -1, None
-    for i, j in block_pairs(len(rows1), len(rows2), symmetric):
+    # Column blocks are the outer loop: J(x2 block) is built once per column.
+    for i, j in _tiling.tile_pairs(len(rows1), len(rows2), symmetric, column_major=True):
         r, c = rows1[i], rows2[j]
-        if j != current_j:  # column blocks are the outer loop: J(x2 block) is built once
+        if j != current_j:
             current_j = j
-            jb, out_b = _jacobian_rows(fn, params, padded_block(xb, c, b2), p_major)
+            jb, out_b = _jacobian_rows(fn, params, _padded(xb, c, b2), p_major)
             _check_rows(out_b, c, name_b)
-        xa = padded_block(x1, r, b1)
+        xa = _padded(x1, r, b1)
         if method == "jacobian":
             if symmetric and i == j:
                 ja = jb
@@ -438,11 +437,8 @@ def empirical_ntk(
             )
         if out is None:
             out = np.empty((n1, n2) + block.shape[2:], dtype=block.dtype)
-        if symmetric and i == j:  # exactly symmetric, whatever the rounding of the method
-            block = 0.5 * (block + (block.transpose((1, 0, 3, 2)) if full else block.T))
-        out[r, c] = block
-        if symmetric and i != j:
-            out[c, r] = block.transpose((1, 0, 3, 2)) if full else block.T
+        # Exactly symmetric, whatever the rounding of the method.
+        _tiling.store_tile(out, r, c, block, symmetric, _transpose_full if full else np.transpose)
     if not np.any(out):
         warnings.warn(
             "The empirical NTK is zero everywhere: apply_fn's outputs do not change with params "
@@ -454,3 +450,13 @@ def empirical_ntk(
     if full:
         return out[:, :, 0, 0] if scalar else out
     return out / k if outputs == "mean" else out
+
+
+def _padded(x: np.ndarray, rows: slice, size: int) -> jax.Array:
+    """A block of rows padded to ``size`` by repeating the last one, on the device."""
+    return jnp.asarray(_tiling.repeat_padded(x, rows, size))
+
+
+def _transpose_full(block: np.ndarray) -> np.ndarray:
+    """The block of the swapped row pair of a full NTK: ``K[b, a, j, i] = K[a, b, i, j]``."""
+    return block.transpose((1, 0, 3, 2))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -267,30 +267,6 @@ def check_positive_int(value: Any, name: str, allow_none: bool = False) -> int |
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
     return int(value)
-
-
-def row_blocks(n: int, batch_size: int) -> list[slice]:
-    """Consecutive slices of ``range(n)`` of ``batch_size`` rows (the last one may be shorter)."""
-    return [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-
-
-def padded_block(x: np.ndarray, rows: slice, batch_size: int) -> jax.Array:
-    """Rows ``x[rows]`` padded to ``batch_size`` rows by repeating the last one.
-
-    Every block then has one shape (one compilation); padded rows are finite copies of a real
-    row, so that no model produces NaN on them, and they are cut from the result.
-    """
-    block = x[rows]
-    missing = batch_size - block.shape[0]
-    if missing:
-        block = np.concatenate([block, np.repeat(block[-1:], missing, axis=0)])
-    return jnp.asarray(block)
-
-
-def block_pairs(n1: int, n2: int, symmetric: bool) -> Iterator[tuple[int, int]]:
-    for j in range(n2):
-        for i in range(j + 1 if symmetric else n1):
-            yield i, j
 
 
 def output_info(

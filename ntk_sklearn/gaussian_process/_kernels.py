@@ -267,14 +267,8 @@ class _NeuralKernel(Kernel):
             rows, cols = blocks[i].rows, blocks[j].rows
             n1, n2 = rows.stop - rows.start, cols.stop - cols.start
             value, jac = (np.asarray(r)[:n1, :n2] for r in result)
-            if i == j:
-                # Entries (a, b) and (b, a) of a diagonal tile differ by rounding; keep one.
-                value = np.triu(value) + np.triu(value, 1).T
-                upper = np.triu(np.ones((n1, n1), bool))[..., None]
-                jac = np.where(upper, jac, jac.transpose(1, 0, 2))
-            K[rows, cols], grad[rows, cols] = value, jac
-            if i != j:
-                K[cols, rows], grad[cols, rows] = value.T, jac.transpose(1, 0, 2)
+            _tiling.store_tile(K, rows, cols, value, symmetric=True)
+            _tiling.store_tile(grad, rows, cols, jac, symmetric=True)
 
         _tiling.run_tiles([(blocks[i], blocks[j]) for i, j in index], compute, store)
         if not (np.isfinite(K).all() and np.isfinite(grad).all()):
