@@ -25,13 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical._mlp import check_mlp_params, mlp_architecture, readout_features_fn
 from ntk_sklearn.empirical._utils import (
     StaticFn,
     as_batch_pair,
     check_apply_fn,
     check_outputs,
-    check_positive_int,
     default_float,
     first_nonfinite_row,
 )
@@ -146,7 +146,7 @@ def empirical_nngp(
     if arch is None:
         raise ValueError(_refusal(apply_fn))
     check_outputs(outputs)
-    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
     x1, x2 = as_batch_pair(x1, x2)
     if x1.ndim != 2:
         raise ValueError(f"x1 must be a 2-D array (n_samples, n_features); got shape {x1.shape}.")

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical import _cost
 from ntk_sklearn.empirical._utils import (
     StaticFn,
@@ -38,7 +39,6 @@ from ntk_sklearn.empirical._utils import (
     check_outputs,
     check_params,
     check_per_example,
-    check_positive_int,
     first_nonfinite_row,
     output_info,
     params_bytes,
@@ -301,7 +301,7 @@ def estimate_ntk_cost(
     """
     check_apply_fn(apply_fn)
     check_outputs(outputs)
-    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
     x1, x2 = as_batch_pair(x1, x2)
     plan = _plan(apply_fn, params, x1, x2, "auto", outputs, batch_size, measure=False)
     return {
@@ -393,7 +393,7 @@ def empirical_ntk(
     """
     check_apply_fn(apply_fn)
     check_outputs(outputs)
-    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
     x1, x2 = as_batch_pair(x1, x2)
     symmetric = x2 is None
     xb = x1 if symmetric else x2

@@ -153,6 +153,5 @@ class _Evidence:
             log_w = 2.0 * np.sum(np.log(s))  # log det C = log det(S C S) - Σ log w
         quad, log_det = self._solver.evidence_terms(self._padded(y))
         n, k = y.shape
-        return float(
-            -0.5 * np.sum(quad) - 0.5 * k * (log_det - log_w) - 0.5 * n * k * np.log(2 * np.pi)
-        )
+        value = _marginal_likelihood.gaussian_log_evidence(np.sum(quad), log_det - log_w, n, k)
+        return float(value)

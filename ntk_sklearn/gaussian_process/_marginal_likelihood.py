@@ -49,6 +49,16 @@ _ARRAYS_FIXED = 8
 _PAD = 32
 
 
+def gaussian_log_evidence(quad, log_det, n, n_targets):
+    """``Σ_k [-½ y_kᵀ C⁻¹ y_k] - k/2 log det C - nk/2 log 2π`` from its two terms.
+
+    The one formula of the evidence: ``quad = Σ_k y_kᵀ C⁻¹ y_k`` and ``log_det = log det C``,
+    from a fitted :class:`~ntk_sklearn.solvers.Solver` (``evidence_terms``: the estimators'
+    ``log_marginal_likelihood_value_``) or traced in JAX (:func:`_lml`: its gradient).
+    """
+    return -0.5 * quad - 0.5 * n_targets * log_det - 0.5 * n * n_targets * math.log(2 * math.pi)
+
+
 class SingularKernelError(ValueError):
     """The kernel plus ``alpha`` is not numerically positive definite at some ``theta``."""
 
@@ -195,11 +205,7 @@ def _lml(
         z = solve_triangular(chol, sqrt_w[:, None] * y, lower=True)  # |z|² = (Sy)ᵀ(SCS)⁻¹(Sy)
         n, n_targets = jnp.sum(mask), y.shape[1]
         log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) - 2.0 * jnp.sum(jnp.log(sqrt_w))
-        value = (
-            -0.5 * jnp.sum(z * z)
-            - 0.5 * n_targets * log_det
-            - 0.5 * n * n_targets * jnp.log(2.0 * jnp.pi)
-        )
+        value = gaussian_log_evidence(jnp.sum(z * z), log_det, n, n_targets)
         # Smallest pivot L_ii² relative to the mean diagonal: below n·eps, C is singular to
         # rounding (λ_min ≤ min L_ii²) and the value is rounding noise.
         pivots = jnp.diag(chol) ** 2
