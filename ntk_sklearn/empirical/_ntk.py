@@ -20,7 +20,6 @@ block pairs on and above the diagonal are computed, and mirrored.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -29,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical import _cost
@@ -440,12 +440,11 @@ def empirical_ntk(
         # Exactly symmetric, whatever the rounding of the method.
         _tiling.store_tile(out, r, c, block, symmetric, _transpose_full if full else np.transpose)
     if not np.any(out):
-        warnings.warn(
+        _warnings.warn(
             "The empirical NTK is zero everywhere: apply_fn's outputs do not change with params "
             "to first order (jnp.round, jnp.sign, comparisons, integer casts or stop_gradient "
             "between params and the outputs?).",
             RuntimeWarning,
-            stacklevel=2,
         )
     if full:
         return out[:, :, 0, 0] if scalar else out

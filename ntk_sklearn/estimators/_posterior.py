@@ -6,13 +6,11 @@ is applied by the fitted solver (:class:`~ntk_sklearn.solvers.Solver`), whicheve
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_sklearn import dynamics
+from ntk_sklearn import _warnings, dynamics
 from ntk_sklearn.estimators._params import check_memory
 
 #: Test rows per chunk when only means and variances are predicted.
@@ -88,14 +86,13 @@ class _Posterior:
         noisy = var < _CANCELLATION * eps * scale
         if noisy.any():
             negative = int((var < 0).sum())
-            warnings.warn(
+            _warnings.warn(
                 f"{int(noisy.sum())} of {var.size} predicted variances are dominated by rounding "
                 f"(below {_CANCELLATION:g}·eps times the terms they are the difference of; "
                 f"{negative} negative, set to 0) in {self._hyper['dtype']}: those standard "
                 "deviations are rounding noise, not uncertainty. Use dtype='float64', a larger "
                 "alpha, or a better conditioned kernel (smaller depth or w_std).",
                 RuntimeWarning,
-                stacklevel=4,
             )
 
     def _cross(self, X: np.ndarray):

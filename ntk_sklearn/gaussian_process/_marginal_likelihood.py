@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -35,6 +34,7 @@ from jax.scipy.linalg import solve_triangular
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn.architectures import replace_stds
 from ntk_sklearn.gaussian_process._hyperparameters import NAMES, check_bounds, check_inside
@@ -335,13 +335,12 @@ def maximize(
         )
     if failures:
         found = dict(zip(hyper.names[: sum(hyper.free)], np.exp(best_theta), strict=False))
-        warnings.warn(
+        _warnings.warn(
             f"The optimizer of the log marginal likelihood did not converge in "
             f"{len(failures)} of {len(starts)} runs ({failures[0]}); using the best value "
             f"found, {-best_value:.6g} at {', '.join(f'{k}={v:.4g}' for k, v in found.items())}."
             " Try n_restarts_optimizer > 0 or other bounds.",
             ConvergenceWarning,
-            stacklevel=6,  # the caller of fit (through _fit_context)
         )
     _warn_at_bounds_or_stalled(hyper, best_theta, -best_value, -best_grad)
     return best_theta, -best_value
@@ -373,12 +372,11 @@ def _warn_at_bounds_or_stalled(
     ]
     if pushed:
         shown = pushed if len(pushed) <= 4 else [*pushed[:3], f"and {len(pushed) - 3} more"]
-        warnings.warn(
+        _warnings.warn(
             f"The log marginal likelihood is largest at a bound: {'; '.join(shown)}, and it "
             "still increases beyond it. Widen that bound (lower its low end or raise its high "
             "end) and fit again.",
             ConvergenceWarning,
-            stacklevel=7,
         )
     # Components that the bounds stop are not a failure of the search.
     inward = np.where(at_low | at_high, 0.0, grad)
@@ -388,7 +386,7 @@ def _warn_at_bounds_or_stalled(
         direction = "raising" if inward[i] > 0 else "lowering"
         end = "upper" if inward[i] > 0 else "lower"
         at = ", ".join(f"{n}={v:.4g}" for n, v in zip(names[:4], np.exp(theta[:4]), strict=False))
-        warnings.warn(
+        _warnings.warn(
             f"The optimizer of the log marginal likelihood stalled: it stopped at {at} "
             f"(log marginal likelihood {value:.4g}) where the gradient is still "
             f"{inward[i]:.3g} in log({names[i]}): {direction} {names[i]} would increase the "
@@ -398,5 +396,4 @@ def _warn_at_bounds_or_stalled(
             f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g}) and the start value, "
             "or try n_restarts_optimizer > 0.",
             ConvergenceWarning,
-            stacklevel=7,
         )

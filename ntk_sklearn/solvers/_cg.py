@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
 from numbers import Integral, Real
 
 import jax
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._progress import INTERVAL, format_seconds, report
 from ntk_sklearn.solvers._base import (
     Solver,
@@ -264,13 +264,12 @@ class CGSolver(Solver):
                 "sides: duplicate samples with different targets at alpha=0?) and returns its "
                 "iterate of smallest residual, close to x = 0."
             ) * (t is None and self.residual_ > 0.5)
-            warnings.warn(
+            _warnings.warn(
                 f"{what} did not reach tol={self.tol:g} in {self.n_iter_} iterations: relative "
                 f"residual {self.residual_:.2e}.{stalled} Raise alpha (a better conditioned "
                 f"kernel), tol or max_iter (now {max_iter}), or the preconditioner rank (now "
                 f"{self.precond_.U.shape[1]}); or use a direct solver.",
                 ConvergenceWarning,
-                stacklevel=2,
             )
         return out[:, 0] if was_1d else out
 
