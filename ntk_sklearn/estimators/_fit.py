@@ -61,7 +61,7 @@ class _Fit:
             self.X_fit_, self.y_fit_ = X, Y.astype(self._hyper["dtype"])
             self._solver = solver.fit(train, self._rate_)
             for name, value in self._solver.fitted_state().items():
-                setattr(self, name, value)  # chol_, evals_ and evecs_, or cg_solver_
+                setattr(self, name, value)  # chol_ or evals_/evecs_ and train_kernel_; cg_solver_
             self.jitter_ = self._solver.jitter_
             self.dual_coef_ = np.asarray(self._apply(self.y_fit_, self._hyper["t"]))
             self.n_iter_ = self._solver.fit_iterations()
@@ -86,7 +86,8 @@ class _Fit:
         its own devices (a single process: one triangle, mirrored), padded to a multiple of the
         device count with ``alpha·I`` (zero targets: zero coefficients); the NTK estimators'
         prior covariance (the NNGP) is then computed only when a covariance is predicted. A
-        direct solver gets a NumPy array, and the NTK estimators keep ``train_nngp_``.
+        direct solver gets the jax.Array (it keeps a host view as ``train_kernel_``), and the NTK
+        estimators keep ``train_nngp_``.
         """
         if solver.row_sharded:
             mesh = device_mesh()
@@ -112,8 +113,7 @@ class _Fit:
         if self._sqrt_weight is not None:
             s = jnp.asarray(self._sqrt_weight)
             raw = s[:, None] * raw * s[None, :]  # S Θ S
-        self.train_kernel_ = np.asarray(dynamics.add_diagonal(raw, self._hyper["alpha"]))
-        return self.train_kernel_
+        return dynamics.add_diagonal(raw, self._hyper["alpha"])  # the solver keeps it
 
     def _choose_solver(self, n: int, n_targets: int) -> str:
         """The solver of this fit: ``solver``, or by size and memory for ``"auto"``."""

@@ -23,6 +23,11 @@ from ntk_sklearn.solvers._base import (
 from ntk_sklearn.solvers._jitter import cholesky_with_jitter
 
 
+def _host_view(K) -> np.ndarray:
+    """``K`` as a NumPy array: itself, or a view of a jax.Array's host memory (CPU: no copy)."""
+    return K if isinstance(K, np.ndarray) else np.asarray(K)
+
+
 def _result_dtype(k_dtype, b_dtype) -> np.dtype:
     return np.result_type(k_dtype, b_dtype, np.float32)
 
@@ -68,7 +73,7 @@ class CholeskySolver(Solver):
         K = check_kernel(K)
         self.rate_ = check_rate(rate)
         self.dtype_ = np.dtype(K.dtype)
-        self.kernel_ = K  # a reference (no copy): at_any_time factorizes it again
+        self.kernel_ = _host_view(K)  # for at_any_time and the evidence; no copy
         with x64_scope(self.dtype_):
             chol, self.jitter_ = cholesky_with_jitter(
                 jnp.asarray(K), self.alpha, float32_hint=self.dtype_ == np.float32
@@ -93,7 +98,7 @@ class CholeskySolver(Solver):
         return out[:, 0] if was_1d else out
 
     def fitted_state(self) -> dict:
-        return {"chol_": self.chol_}
+        return {"chol_": self.chol_, "train_kernel_": self.kernel_}
 
     def at_any_time(self) -> EighSolver:
         """An :class:`EighSolver` of ``K + jitter_·I`` (null space dropped, as in a fit)."""
@@ -161,7 +166,7 @@ class EighSolver(Solver):
         K = check_kernel(K)
         self.rate_ = check_rate(rate)
         self.dtype_ = np.dtype(K.dtype)
-        self.kernel_ = K  # a reference, for the evidence (no copy)
+        self.kernel_ = _host_view(K)  # for the evidence; no copy
         with x64_scope(self.dtype_):
             spec = dynamics.spectrum(jnp.asarray(K))
             self.evals_, self.evecs_ = np.asarray(spec.evals), np.asarray(spec.evecs)
@@ -169,7 +174,7 @@ class EighSolver(Solver):
         return self
 
     def fitted_state(self) -> dict:
-        return {"evals_": self.evals_, "evecs_": self.evecs_}
+        return {"evals_": self.evals_, "evecs_": self.evecs_, "train_kernel_": self.kernel_}
 
     def apply(self, B, t: float | None = None) -> np.ndarray:
         return self.apply_times(B, [np.inf if check_time(t) is None else t])[0]
