@@ -129,19 +129,21 @@ def store_tile(
     symmetric) and an off-diagonal one is mirrored into ``out[cols, rows]``.
     """
     diagonal = symmetric and rows == cols
-    if diagonal:
-        m = tile.shape[0]
-        shape = (m, m) + (1,) * (tile.ndim - 2)
-        mirrored = transpose(tile)
-        # Entries (a, a) average with their transpose (exact when the tile is symmetric there;
-        # a full NTK's (a, a, i, j) and (a, a, j, i) differ by rounding).
-        same = tile + 0.5 * (mirrored - tile)
-        upper = np.triu(np.ones((m, m), bool), 1).reshape(shape)
-        lower = np.tril(np.ones((m, m), bool), -1).reshape(shape)
-        tile = np.where(upper, tile, np.where(lower, mirrored, same))
     out[rows, cols] = tile
-    if symmetric and not diagonal:
-        out[cols, rows] = transpose(tile)
+    if not diagonal:
+        if symmetric:
+            out[cols, rows] = transpose(tile)
+        return
+    block = out[rows, cols]  # a view: its strict lower triangle from the upper one
+    m = tile.shape[0]
+    mirrored = transpose(tile)
+    lower = np.tril_indices(m, -1)
+    block[lower] = mirrored[lower]
+    if transpose is not _swap_rows_cols:
+        # Entries (a, a) average with their transpose (a full NTK's (a, a, i, j) and
+        # (a, a, j, i) differ by rounding); swapping rows and columns alone leaves them as is.
+        d = np.arange(m)
+        block[d, d] = tile[d, d] + 0.5 * (mirrored[d, d] - tile[d, d])
 
 
 def run_tiles(
