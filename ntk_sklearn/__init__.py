@@ -4,15 +4,17 @@ Importing the package does not change JAX's global configuration: estimators com
 inside a scoped ``jax.enable_x64``.
 """
 
-from ntk_sklearn._classifiers import NNGPClassifier, NTKClassifier
 from ntk_sklearn._cost_notice import LongComputationWarning
-from ntk_sklearn._cv_estimators import (
+from ntk_sklearn.estimators import (
+    NNGPClassifier,
     NNGPClassifierCV,
+    NNGPRegressor,
     NNGPRegressorCV,
+    NTKClassifier,
     NTKClassifierCV,
+    NTKRegressor,
     NTKRegressorCV,
 )
-from ntk_sklearn._regressors import NNGPRegressor, NTKRegressor
 
 __version__ = "0.1.0"
 

@@ -11,8 +11,8 @@ it with ``warnings.filterwarnings("ignore", category=ntk_sklearn.LongComputation
 from __future__ import annotations
 
 import time
-import warnings
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._progress import format_seconds
 
 #: Estimated durations above this many seconds are announced.
@@ -47,12 +47,11 @@ def notice(progress) -> None:
     per_tile = measured / (progress.done - 1)
     total = elapsed + per_tile * (progress.total - progress.done)
     if total > THRESHOLD:
-        warnings.warn(
+        _warnings.warn(
             f"[ntk_sklearn] {progress.what}: about {format_seconds(total)} for "
             f"{progress.total} kernel tiles (estimated from the first {progress.done}). "
             "verbose=1 prints progress; fewer samples, dtype='float32' or a cheaper "
             "architecture cut it. Silence this with warnings.filterwarnings('ignore', "
             "category=ntk_sklearn.LongComputationWarning).",
             LongComputationWarning,
-            stacklevel=2,
         )

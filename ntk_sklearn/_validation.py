@@ -39,11 +39,12 @@ def is_traced(value) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
-def check_scalar(value, name: str, *, low: float = 0.0, low_inclusive: bool = True) -> float:
-    """A finite real number ``>= low`` (or ``> low``), returned as a Python float.
+def check_scalar(value, name: str, *, low: float | None = 0.0, low_inclusive: bool = True) -> float:
+    """A finite real number ``>= low`` (or ``> low``; any with ``low=None``), as a Python float.
 
-    NumPy and concrete JAX 0-d arrays are accepted; strings, booleans, arrays with elements and
-    non-finite values are refused with a message naming ``name``.
+    NumPy and concrete JAX 0-d arrays are accepted; strings, booleans, arrays with elements,
+    values traced by JAX and non-finite values are refused with a message naming ``name``
+    (:func:`sklearn.utils.check_scalar` accepts booleans, NaN and infinity: not used here).
     """
     if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
         raise InvalidArgumentError(
@@ -58,10 +59,10 @@ def check_scalar(value, name: str, *, low: float = 0.0, low_inclusive: bool = Tr
             f"{name} must be a real number; got {value!r} ({type(value).__name__})."
         )
     number = float(arr)
-    too_low = number < low if low_inclusive else number <= low
+    too_low = low is not None and (number < low if low_inclusive else number <= low)
     if not math.isfinite(number) or too_low:
-        bound = f">= {low:g}" if low_inclusive else f"> {low:g}"
-        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}.")
+        bound = "" if low is None else (f" >= {low:g}" if low_inclusive else f" > {low:g}")
+        raise ValueError(f"{name} must be a finite number{bound}; got {value!r}.")
     return number
 
 

@@ -3,7 +3,6 @@ and average-pooled; the image recipe of the README's best CIFAR and MNIST result
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -11,6 +10,8 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
+
+from ntk_sklearn import _warnings
 
 __all__ = ["ChannelStandardizer", "ImageAvgPool", "NormScaler", "make_image_preprocessor"]
 
@@ -132,7 +133,7 @@ class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         X = validate_data(self, X, dtype=FLOAT_DTYPES)
         if X.shape[1] <= _FEW_FEATURES:
-            warnings.warn(
+            _warnings.warn(
                 f"NormScaler on {X.shape[1]} feature(s) keeps only each row's direction: "
                 + (
                     "every row becomes +rms or -rms"
@@ -142,7 +143,6 @@ class NormScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 + ", and the row norms, most of the information in so few features, are lost. "
                 "Use sklearn.preprocessing.StandardScaler instead.",
                 UserWarning,
-                stacklevel=3,  # the caller of fit, through scikit-learn's _fit_context
             )
         if self.center:
             # Mean of X / s, times s (s a power of two per column: exact, and no overflow of

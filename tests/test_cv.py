@@ -21,8 +21,8 @@ from ntk_sklearn import (
     NTKRegressor,
     NTKRegressorCV,
 )
-from ntk_sklearn._base import NeuralKernelBase
-from ntk_sklearn._cv import CV_PARAMS, NOT_CV_PARAMS
+from ntk_sklearn.estimators._base import NeuralKernelBase
+from ntk_sklearn.estimators._cv import CV_PARAMS, NOT_CV_PARAMS
 
 ALPHAS = [1e-3, 1e-2, 1e-1, 1.0]
 TS = [1.0, 30.0, None]
@@ -305,8 +305,8 @@ def test_cg_folds_approximate_the_direct_ones():
 def test_docstring_examples_run():
     import doctest
 
-    import ntk_sklearn._cv_estimators
+    import ntk_sklearn.estimators._cv_estimators
 
-    result = doctest.testmod(ntk_sklearn._cv_estimators, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(ntk_sklearn.estimators._cv_estimators, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0

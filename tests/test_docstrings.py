@@ -6,13 +6,16 @@ import importlib
 import pytest
 
 MODULES = [
-    pytest.param("ntk_sklearn._regressors", marks=pytest.mark.slow),
-    pytest.param("ntk_sklearn._classifiers", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.estimators._regressors", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.estimators._classifiers", marks=pytest.mark.slow),
+    pytest.param("ntk_sklearn.estimators._evidence", marks=pytest.mark.slow),
     pytest.param("ntk_sklearn.kernels._fc", marks=pytest.mark.slow),
     pytest.param("ntk_sklearn.kernels._serial", marks=pytest.mark.slow),
     "ntk_sklearn.preprocessing",
     "ntk_sklearn.architectures",
     "ntk_sklearn.solvers",
+    "ntk_sklearn.solvers._base",
+    "ntk_sklearn.solvers._direct",
     pytest.param("ntk_sklearn.gaussian_process._kernels", marks=pytest.mark.slow),
     "ntk_sklearn.datasets._idx",
     "ntk_sklearn.datasets._npz",

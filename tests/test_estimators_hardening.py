@@ -362,3 +362,11 @@ def test_weighted_log_marginal_likelihood_against_scipy(data):
     cov = _kernel(x, get="nngp") + np.diag(1e-2 / w)
     expected = multivariate_normal(np.zeros(len(x)), cov).logpdf(y)
     np.testing.assert_allclose(model.log_marginal_likelihood(), expected, rtol=1e-10)
+
+
+def test_warnings_point_at_the_callers_line():
+    """Warnings from deep inside fit (the jitter policy in solvers/) name the user's file."""
+    x = np.repeat(np.random.default_rng(7).normal(size=(5, 3)), 2, axis=0)  # duplicate rows
+    with pytest.warns(RuntimeWarning, match="jitter") as record:
+        NTKRegressor(alpha=0.0).fit(x, np.arange(10.0))
+    assert {w.filename for w in record} == {__file__}

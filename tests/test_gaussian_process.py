@@ -19,6 +19,7 @@ from sklearn.svm import SVC
 
 import ntk_sklearn.architectures
 import ntk_sklearn.gaussian_process._kernels
+from ntk_sklearn import NNGPRegressor, NTKRegressor
 from ntk_sklearn.architectures import make_stack, reshape_inputs
 from ntk_sklearn.gaussian_process import NNGPKernel, NTKKernel
 from ntk_sklearn.gaussian_process._kernels import _NeuralKernel
@@ -200,11 +201,11 @@ def test_gradient_matches_finite_differences(kernel, features, tile, monkeypatch
 def test_gradient_of_fixed_hyperparameters():
     x = data()
     free = NNGPKernel(w_std=1.4, b_std=0.3)
-    _, grad = free(x, eval_gradient=True)  # columns: d/dlog(b_std), d/dlog(w_std)
+    _, grad = free(x, eval_gradient=True)  # columns: d/dlog(w_std), d/dlog(b_std)
     only_w = NNGPKernel(w_std=1.4, b_std=0.3, b_std_bounds="fixed")
     only_b = NNGPKernel(w_std=1.4, b_std=0.3, w_std_bounds="fixed")
-    np.testing.assert_allclose(only_w(x, eval_gradient=True)[1], grad[..., 1:], rtol=1e-13)
-    np.testing.assert_allclose(only_b(x, eval_gradient=True)[1], grad[..., :1], rtol=1e-13)
+    np.testing.assert_allclose(only_w(x, eval_gradient=True)[1], grad[..., :1], rtol=1e-13)
+    np.testing.assert_allclose(only_b(x, eval_gradient=True)[1], grad[..., 1:], rtol=1e-13)
     none = NNGPKernel(w_std_bounds="fixed", b_std_bounds="fixed")
     k, empty = none(x, eval_gradient=True)
     assert empty.shape == (9, 9, 0) and none.theta.shape == (0,)
@@ -219,8 +220,8 @@ def test_composition_with_sklearn_kernels():
     np.testing.assert_allclose(kernel(x, y), 2.0 * nngp(x, y), rtol=1e-13)
     np.testing.assert_allclose(kernel.diag(x), 2.0 * nngp.diag(x) + 0.1, rtol=1e-13)
     names = [h.name for h in kernel.hyperparameters]
-    assert names == ["k1__k1__constant_value", "k1__k2__b_std", "k1__k2__w_std", "k2__noise_level"]
-    np.testing.assert_allclose(kernel.theta, np.log([2.0, 0.3, 1.2, 0.1]))
+    assert names == ["k1__k1__constant_value", "k1__k2__w_std", "k1__k2__b_std", "k2__noise_level"]
+    np.testing.assert_allclose(kernel.theta, np.log([2.0, 1.2, 0.3, 0.1]))
     _, grad = kernel(x, eval_gradient=True)
     assert relative(grad, finite_difference(kernel, x)) < 1e-5
 
@@ -231,10 +232,11 @@ def test_composition_with_sklearn_kernels():
 def test_sklearn_kernel_conventions():
     kernel = NTKKernel(depth=2, w_std=1.5, b_std=0.2, w_std_bounds=(0.1, 10.0))
     params = kernel.get_params()
+    # The estimators' order (one definition of the hyperparameters).
     assert params["w_std"] == 1.5 and params["b_std_bounds"] == (1e-5, 1e2)
-    np.testing.assert_allclose(kernel.theta, np.log([0.2, 1.5]))
-    np.testing.assert_allclose(kernel.bounds, np.log([[1e-5, 1e2], [0.1, 10.0]]))
-    assert [h.name for h in kernel.hyperparameters] == ["b_std", "w_std"]
+    np.testing.assert_allclose(kernel.theta, np.log([1.5, 0.2]))
+    np.testing.assert_allclose(kernel.bounds, np.log([[0.1, 10.0], [1e-5, 1e2]]))
+    assert [h.name for h in kernel.hyperparameters] == ["w_std", "b_std"]
     assert kernel.n_dims == 2
     assert not kernel.is_stationary() and kernel.requires_vector_input
 
@@ -242,7 +244,7 @@ def test_sklearn_kernel_conventions():
     assert cloned == kernel and cloned is not kernel
     assert kernel != NNGPKernel(depth=2, w_std=1.5, b_std=0.2, w_std_bounds=(0.1, 10.0))
     assert kernel != clone(kernel).set_params(depth=3)
-    moved = kernel.clone_with_theta(np.log([0.5, 2.0]))
+    moved = kernel.clone_with_theta(np.log([2.0, 0.5]))
     assert (moved.b_std, moved.w_std) == pytest.approx((0.5, 2.0))
     assert kernel.w_std == 1.5  # clone_with_theta leaves the original alone
 
@@ -259,6 +261,31 @@ def test_sklearn_kernel_conventions():
 
 
 # -- estimators ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kernel_cls", "estimator_cls"), [(NNGPKernel, NNGPRegressor), (NTKKernel, NTKRegressor)]
+)
+def test_one_evidence_and_theta_with_gaussian_process_regressor(kernel_cls, estimator_cls):
+    """The estimators' evidence and theta are GaussianProcessRegressor's with our kernels.
+
+    Same theta (log w_std, log b_std: one definition of the hyperparameters), same value from
+    the fitted solver, same value and gradient at another theta; scikit-learn is the truth.
+    """
+    x = data(25, 3, seed=4)
+    y = np.sin(x[:, 0]) + 0.3 * x[:, 1]
+    params = {"depth": 2, "w_std": 1.3, "b_std": 0.2}
+    model = estimator_cls(**params, alpha=0.05, normalize_y=False, alpha_bounds="fixed")
+    model.fit(x, y)
+    gpr = GaussianProcessRegressor(kernel_cls(**params), alpha=0.05, optimizer=None).fit(x, y)
+    assert model.log_marginal_likelihood_value_ == pytest.approx(
+        gpr.log_marginal_likelihood_value_, rel=1e-10
+    )
+    theta = np.log([1.7, 0.4])
+    value, grad = model.log_marginal_likelihood(theta, eval_gradient=True)
+    expected, expected_grad = gpr.log_marginal_likelihood(theta, eval_gradient=True)
+    assert value == pytest.approx(expected, rel=1e-9)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6)
 
 
 @pytest.mark.slow

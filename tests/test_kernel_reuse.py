@@ -16,8 +16,8 @@ from ntk_sklearn import (
     NTKRegressor,
     _cost_notice,
 )
-from ntk_sklearn._base import NeuralKernelBase
 from ntk_sklearn._progress import Progress
+from ntk_sklearn.estimators._base import NeuralKernelBase
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
-from ntk_sklearn.empirical._utils import check_positive_int, check_real, default_float
+from ntk_sklearn._validation import check_int, check_scalar
+from ntk_sklearn.empirical._utils import default_float
 from ntk_sklearn.kernels import get_activation
 
 MLPParams = list[dict[str, jax.Array]]
@@ -34,19 +35,19 @@ _ARCH_ATTR = "_ntk_sklearn_mlp_architecture"
 
 
 def _check_architecture(n_features, depth, width, n_outputs) -> None:
-    check_positive_int(n_features, "n_features")
+    check_int(n_features, "n_features", low=1)
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
         raise ValueError(f"depth must be an integer >= 0 (number of hidden layers); got {depth!r}.")
-    check_positive_int(width, "width")
-    check_positive_int(n_outputs, "n_outputs")
+    check_int(width, "width", low=1)
+    check_int(n_outputs, "n_outputs", low=1)
 
 
 def _check_stds(w_std, b_std, negative_slope) -> tuple[float, float, float]:
     """``(w_std, b_std, negative_slope)`` as floats: stds finite and >= 0, the slope finite."""
     return (
-        check_real(w_std, "w_std", low=0.0),
-        check_real(b_std, "b_std", low=0.0),
-        check_real(negative_slope, "negative_slope"),
+        check_scalar(w_std, "w_std"),
+        check_scalar(b_std, "b_std"),
+        check_scalar(negative_slope, "negative_slope", low=None),
     )
 
 

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical._mlp import _check_architecture, mlp_apply_fn, mlp_init_numpy
 from ntk_sklearn.empirical._nngp import empirical_nngp
 from ntk_sklearn.empirical._ntk import empirical_ntk
-from ntk_sklearn.empirical._utils import as_seed, check_positive_int, default_float
+from ntk_sklearn.empirical._utils import as_seed, default_float
 from ntk_sklearn.kernels import KernelMatrices
 from ntk_sklearn.kernels._fc import KERNEL_NAMES, as_matrix, parse_get
 
@@ -140,8 +141,8 @@ def monte_carlo_kernel(
     True
     """
     names, single = parse_get(get)
-    check_positive_int(n_samples, "n_samples")
-    check_positive_int(batch_size, "batch_size", allow_none=True)
+    check_int(n_samples, "n_samples", low=1)
+    (None if batch_size is None else check_int(batch_size, "batch_size", low=1))
     if not isinstance(return_stderr, (bool, np.bool_)):
         raise TypeError(f"return_stderr must be True or False; got {return_stderr!r}.")
     if return_stderr and n_samples < 2:

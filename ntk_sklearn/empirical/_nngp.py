@@ -21,21 +21,21 @@ from functools import partial
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical._mlp import check_mlp_params, mlp_architecture, readout_features_fn
 from ntk_sklearn.empirical._utils import (
     StaticFn,
     as_batch_pair,
     check_apply_fn,
     check_outputs,
-    check_positive_int,
     default_float,
     first_nonfinite_row,
-    padded_block,
-    row_blocks,
 )
+from ntk_sklearn.kernels import _tiling
 
 #: Rows per forward pass when ``batch_size`` is not given.
 DEFAULT_BATCH_SIZE = 1024
@@ -50,8 +50,8 @@ def _outputs(fn: StaticFn, params: Any, x: np.ndarray, batch_size: int) -> np.nd
     """``f(params, x)`` as ``(n, k)``, computed ``batch_size`` rows at a time."""
     b = min(batch_size, x.shape[0])
     parts = []
-    for rows in row_blocks(x.shape[0], b):
-        out = np.asarray(_forward(fn, params, padded_block(x, rows, b)))
+    for rows in _tiling.fixed_blocks(x.shape[0], b):
+        out = np.asarray(_forward(fn, params, jnp.asarray(_tiling.repeat_padded(x, rows, b))))
         parts.append(out[: rows.stop - rows.start])
     return np.concatenate(parts)
 
@@ -146,7 +146,7 @@ def empirical_nngp(
     if arch is None:
         raise ValueError(_refusal(apply_fn))
     check_outputs(outputs)
-    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
     x1, x2 = as_batch_pair(x1, x2)
     if x1.ndim != 2:
         raise ValueError(f"x1 must be a 2-D array (n_samples, n_features); got shape {x1.shape}.")

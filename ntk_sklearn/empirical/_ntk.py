@@ -20,7 +20,6 @@ block pairs on and above the diagonal are computed, and mirrored.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -29,23 +28,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._memory import check_memory
+from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical import _cost
 from ntk_sklearn.empirical._utils import (
     StaticFn,
     as_batch_pair,
-    block_pairs,
     check_apply_fn,
     check_outputs,
     check_params,
     check_per_example,
-    check_positive_int,
     first_nonfinite_row,
     output_info,
-    padded_block,
     params_bytes,
-    row_blocks,
 )
+from ntk_sklearn.kernels import _tiling
 
 #: What a user can change when a kernel or one of its blocks cannot fit in memory.
 _MEMORY_ADVICE = (
@@ -303,7 +301,7 @@ def estimate_ntk_cost(
     """
     check_apply_fn(apply_fn)
     check_outputs(outputs)
-    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
     x1, x2 = as_batch_pair(x1, x2)
     plan = _plan(apply_fn, params, x1, x2, "auto", outputs, batch_size, measure=False)
     return {
@@ -395,7 +393,7 @@ def empirical_ntk(
     """
     check_apply_fn(apply_fn)
     check_outputs(outputs)
-    batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
+    batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
     x1, x2 = as_batch_pair(x1, x2)
     symmetric = x2 is None
     xb = x1 if symmetric else x2
@@ -408,16 +406,17 @@ def empirical_ntk(
     fn = StaticFn(apply_fn)
     name_b = "x1" if symmetric else "x2"
     b1, b2 = min(batch_size, n1), min(batch_size, n2)
-    rows1, rows2 = row_blocks(n1, b1), row_blocks(n2, b2)
+    rows1, rows2 = _tiling.fixed_blocks(n1, b1), _tiling.fixed_blocks(n2, b2)
     out = None
     current_j, jb = -1, None
-    for i, j in block_pairs(len(rows1), len(rows2), symmetric):
+    # Column blocks are the outer loop: J(x2 block) is built once per column.
+    for i, j in _tiling.tile_pairs(len(rows1), len(rows2), symmetric, column_major=True):
         r, c = rows1[i], rows2[j]
-        if j != current_j:  # column blocks are the outer loop: J(x2 block) is built once
+        if j != current_j:
             current_j = j
-            jb, out_b = _jacobian_rows(fn, params, padded_block(xb, c, b2), p_major)
+            jb, out_b = _jacobian_rows(fn, params, _padded(xb, c, b2), p_major)
             _check_rows(out_b, c, name_b)
-        xa = padded_block(x1, r, b1)
+        xa = _padded(x1, r, b1)
         if method == "jacobian":
             if symmetric and i == j:
                 ja = jb
@@ -438,19 +437,25 @@ def empirical_ntk(
             )
         if out is None:
             out = np.empty((n1, n2) + block.shape[2:], dtype=block.dtype)
-        if symmetric and i == j:  # exactly symmetric, whatever the rounding of the method
-            block = 0.5 * (block + (block.transpose((1, 0, 3, 2)) if full else block.T))
-        out[r, c] = block
-        if symmetric and i != j:
-            out[c, r] = block.transpose((1, 0, 3, 2)) if full else block.T
+        # Exactly symmetric, whatever the rounding of the method.
+        _tiling.store_tile(out, r, c, block, symmetric, _transpose_full if full else np.transpose)
     if not np.any(out):
-        warnings.warn(
+        _warnings.warn(
             "The empirical NTK is zero everywhere: apply_fn's outputs do not change with params "
             "to first order (jnp.round, jnp.sign, comparisons, integer casts or stop_gradient "
             "between params and the outputs?).",
             RuntimeWarning,
-            stacklevel=2,
         )
     if full:
         return out[:, :, 0, 0] if scalar else out
     return out / k if outputs == "mean" else out
+
+
+def _padded(x: np.ndarray, rows: slice, size: int) -> jax.Array:
+    """A block of rows padded to ``size`` by repeating the last one, on the device."""
+    return jnp.asarray(_tiling.repeat_padded(x, rows, size))
+
+
+def _transpose_full(block: np.ndarray) -> np.ndarray:
+    """The block of the swapped row pair of a full NTK: ``K[b, a, j, i] = K[a, b, i, j]``."""
+    return block.transpose((1, 0, 3, 2))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -40,34 +39,6 @@ class StaticFn:
 def check_apply_fn(apply_fn: Any) -> None:
     if not callable(apply_fn):
         raise ValueError(f"apply_fn must be callable as apply_fn(params, x); got {apply_fn!r}.")
-
-
-def check_real(value: Any, name: str, *, low: float | None = None, strict: bool = False) -> float:
-    """``value`` as a finite Python float, ``>= low`` (``> low`` if ``strict``).
-
-    Accepts Python and NumPy numbers and concrete 0-d NumPy/JAX arrays; strings, booleans and
-    traced values raise ``TypeError``, NaN, infinity and values out of range ``ValueError``.
-    """
-    if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0:
-        if value.dtype.kind not in "iuf":
-            raise TypeError(f"{name} must be a real number; got an array of dtype {value.dtype}.")
-        try:
-            value = float(value)
-        except jax.errors.ConcretizationTypeError as exc:
-            raise TypeError(
-                f"{name} must be a concrete number, not a value traced by JAX (jit/grad/vmap); "
-                "pass it as a Python float."
-            ) from exc
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a real number (int or float); got {value!r} of type "
-            f"{type(value).__name__}."
-        )
-    value = float(value)
-    bound = "" if low is None else f" {'>' if strict else '>='} {low:g}"
-    if not np.isfinite(value) or (low is not None and (value <= low if strict else value < low)):
-        raise ValueError(f"{name} must be a finite number{bound}; got {value!r}.")
-    return value
 
 
 def check_params(params: Any) -> int:
@@ -259,38 +230,6 @@ def check_outputs(outputs: Any) -> str:
     if outputs not in OUTPUT_MODES:
         raise ValueError(f"outputs must be one of {OUTPUT_MODES}; got {outputs!r}.")
     return outputs
-
-
-def check_positive_int(value: Any, name: str, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
-    return int(value)
-
-
-def row_blocks(n: int, batch_size: int) -> list[slice]:
-    """Consecutive slices of ``range(n)`` of ``batch_size`` rows (the last one may be shorter)."""
-    return [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-
-
-def padded_block(x: np.ndarray, rows: slice, batch_size: int) -> jax.Array:
-    """Rows ``x[rows]`` padded to ``batch_size`` rows by repeating the last one.
-
-    Every block then has one shape (one compilation); padded rows are finite copies of a real
-    row, so that no model produces NaN on them, and they are cut from the result.
-    """
-    block = x[rows]
-    missing = batch_size - block.shape[0]
-    if missing:
-        block = np.concatenate([block, np.repeat(block[-1:], missing, axis=0)])
-    return jnp.asarray(block)
-
-
-def block_pairs(n1: int, n2: int, symmetric: bool) -> Iterator[tuple[int, int]]:
-    for j in range(n2):
-        for i in range(j + 1 if symmetric else n1):
-            yield i, j
 
 
 def output_info(

@@ -6,7 +6,8 @@ WhiteKernel()``), and work in ``GaussianProcessRegressor``, ``GaussianProcessCla
 ``SVC(kernel=...)`` and ``KernelRidge(kernel=...)``. The network is built by
 :func:`ntk_sklearn.architectures.make_stack`; its hyperparameters are ``w_std`` and ``b_std``,
 shared by every weight and bias layer, optimized in log space like scikit-learn's
-(``theta = log([b_std, w_std])``, alphabetical order, fixed ones left out).
+(``theta = log([w_std, b_std])``, fixed ones left out): the names, order and bounds rule of
+the estimators' hyperparameters (:mod:`~ntk_sklearn.gaussian_process._hyperparameters`).
 
 The gradient with respect to ``theta`` is exact (JAX forward-mode autodiff of the kernel
 recursion, one tangent per free hyperparameter), computed in tiles of row pairs like the kernel.
@@ -27,17 +28,22 @@ from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn._pickle_refs import picklable, picklable_object
-from ntk_sklearn._validation import InvalidArgumentError, check_scalar
+from ntk_sklearn._validation import check_scalar
 from ntk_sklearn.architectures import make_stack, replace_stds, reshape_inputs
+from ntk_sklearn.gaussian_process._hyperparameters import (
+    KERNEL_DEFAULT_BOUNDS,
+    NAMES,
+    check_bounds,
+    check_inside,
+    hyperparameter,
+)
 from ntk_sklearn.kernels import Serial, _tiling, kernel_matrices
 from ntk_sklearn.kernels._serial import MAX_BLOCK_SIZE, TILE_BYTES
 
 __all__ = ["NNGPKernel", "NTKKernel"]
 
-#: Names of the hyperparameters, in scikit-learn's (alphabetical) order.
-_HYPERPARAMETERS = ("b_std", "w_std")
-#: Relative slack of the bounds check: ``exp(log(bound))`` may round past the bound.
-_BOUNDS_RTOL = 1e-10
+#: The kernels' hyperparameters, in the order of ``theta`` (the estimators' without alpha).
+_HYPERPARAMETERS = NAMES[:2]
 #: Working arrays per carried covariance array, per tangent (the layers' temporaries).
 _WORK_FACTOR = 4
 
@@ -54,8 +60,8 @@ class _NeuralKernel(Kernel):
         activation: str | Callable = "relu",
         w_std: float = 1.0,
         b_std: float = 0.1,
-        w_std_bounds: tuple[float, float] | str = (1e-2, 1e2),
-        b_std_bounds: tuple[float, float] | str = (1e-5, 1e2),
+        w_std_bounds: tuple[float, float] | str = KERNEL_DEFAULT_BOUNDS["w_std"],
+        b_std_bounds: tuple[float, float] | str = KERNEL_DEFAULT_BOUNDS["b_std"],
         *,
         architecture: str = "fc",
         image_shape: tuple[int, int, int] | None = None,
@@ -102,11 +108,16 @@ class _NeuralKernel(Kernel):
 
     @property
     def hyperparameter_w_std(self) -> Hyperparameter:
-        return Hyperparameter("w_std", "numeric", self._checked_bounds("w_std"))
+        return hyperparameter("w_std", self._checked_bounds("w_std"))
 
     @property
     def hyperparameter_b_std(self) -> Hyperparameter:
-        return Hyperparameter("b_std", "numeric", self._checked_bounds("b_std"))
+        return hyperparameter("b_std", self._checked_bounds("b_std"))
+
+    @property
+    def hyperparameters(self) -> list[Hyperparameter]:
+        """``w_std``, then ``b_std``: the order of ``theta`` shared with the estimators."""
+        return [getattr(self, f"hyperparameter_{name}") for name in _HYPERPARAMETERS]
 
     def _checked_bounds(self, name: str):
         """The bounds of ``name`` after checking them and the value against them.
@@ -123,28 +134,14 @@ class _NeuralKernel(Kernel):
             value = check_scalar(value, name, low=0.0, low_inclusive=allow_zero)
         except ValueError as error:
             raise type(error)(f"{error} It is optimized in log space{hint}.") from None
-        if fixed:
-            return bounds
-        try:
-            pair = np.asarray(bounds, dtype=float).ravel()
-        except (TypeError, ValueError):
-            pair = np.empty(0)
-        if pair.shape != (2,) or not (np.isfinite(pair).all() and 0 < pair[0] < pair[1]):
-            raise InvalidArgumentError(
-                f"{name}_bounds must be 'fixed' or a pair (low, high) with 0 < low < high < inf "
-                f"(bounds of log-space optimization); got {bounds!r}."
-            )
-        low, high = pair
-        if not low * (1 - _BOUNDS_RTOL) <= value <= high * (1 + _BOUNDS_RTOL):
-            raise ValueError(
-                f"{name}={value:g} lies outside {name}_bounds=({low:g}, {high:g}): change the "
-                f"value or widen the bounds (or set {name}_bounds='fixed')."
-            )
+        checked = check_bounds(bounds, f"{name}_bounds")
+        if checked is not None:
+            check_inside(name, value, checked)
         return bounds
 
     @property
     def theta(self) -> np.ndarray:
-        """``log`` of the non-fixed hyperparameters, ``[b_std, w_std]`` order."""
+        """``log`` of the non-fixed hyperparameters, ``[w_std, b_std]`` order."""
         return Kernel.theta.fget(self)
 
     @theta.setter
@@ -270,14 +267,8 @@ class _NeuralKernel(Kernel):
             rows, cols = blocks[i].rows, blocks[j].rows
             n1, n2 = rows.stop - rows.start, cols.stop - cols.start
             value, jac = (np.asarray(r)[:n1, :n2] for r in result)
-            if i == j:
-                # Entries (a, b) and (b, a) of a diagonal tile differ by rounding; keep one.
-                value = np.triu(value) + np.triu(value, 1).T
-                upper = np.triu(np.ones((n1, n1), bool))[..., None]
-                jac = np.where(upper, jac, jac.transpose(1, 0, 2))
-            K[rows, cols], grad[rows, cols] = value, jac
-            if i != j:
-                K[cols, rows], grad[cols, rows] = value.T, jac.transpose(1, 0, 2)
+            _tiling.store_tile(K, rows, cols, value, symmetric=True)
+            _tiling.store_tile(grad, rows, cols, jac, symmetric=True)
 
         _tiling.run_tiles([(blocks[i], blocks[j]) for i, j in index], compute, store)
         if not (np.isfinite(K).all() and np.isfinite(grad).all()):
@@ -361,7 +352,10 @@ class NNGPKernel(_NeuralKernel):
     b_std : float, default=0.1
         Bias standard deviation (``> 0``; ``0`` only with ``b_std_bounds="fixed"``).
     w_std_bounds, b_std_bounds : pair of floats or "fixed", default=(1e-2, 1e2), (1e-5, 1e2)
-        Bounds of the optimization (``0 < low < high``), or ``"fixed"``: left out of ``theta``.
+        Bounds of the optimization (``0 < low <= high``), or ``"fixed"``: left out of
+        ``theta``. One definition with the estimators' (names, order, rule:
+        :mod:`~ntk_sklearn.gaussian_process._hyperparameters`); wider defaults, as a
+        ``ConstantKernel`` in front trades off against the stds.
     architecture : {"fc", "conv", "myrtle"}, default="fc"
         See :mod:`ntk_sklearn.architectures`. ``"conv"`` and ``"myrtle"`` need ``image_shape``.
     image_shape : (int, int, int), default=None
@@ -402,7 +396,7 @@ class NNGPKernel(_NeuralKernel):
     >>> y = np.sin(X[:, 0]) + 0.1 * rng.normal(size=30)
     >>> kernel = NNGPKernel(depth=2) + WhiteKernel()
     >>> gpr = GaussianProcessRegressor(kernel, normalize_y=True).fit(X, y)
-    >>> gpr.kernel_.theta.shape  # log([b_std, w_std, noise_level]), fitted
+    >>> gpr.kernel_.theta.shape  # log([w_std, b_std, noise_level]), fitted
     (3,)
     >>> K, K_gradient = NNGPKernel()(X, eval_gradient=True)
     >>> K.shape, K_gradient.shape

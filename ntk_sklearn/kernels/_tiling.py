@@ -1,9 +1,15 @@
 """Blocked evaluation of a kernel over row pairs, bounded in memory, on every device.
 
+The one tiling engine of the package: analytic kernels (``Serial``), their gradients
+(``gaussian_process``), empirical kernels (``empirical``) and the estimators' training rows.
 The output is split into tiles of row blocks; each tile is one call of a jit-compiled function,
 dispatched round-robin to the local devices with a few tiles in flight, and copied into a
 preallocated NumPy array. Device memory is bounded by a few tiles, host memory by the output.
-A symmetric kernel (``x2=None``) computes only the tiles on and above the diagonal.
+
+One triangle convention: a symmetric kernel (``x2=None``) computes only the tiles on and above
+the diagonal (``i <= j``, :func:`tile_pairs`), and :func:`store_tile` mirrors them below it and
+keeps the upper triangle of each diagonal tile (its entries ``(a, b)`` and ``(b, a)`` differ by
+rounding), so that the result is exactly symmetric.
 """
 
 from __future__ import annotations
@@ -66,10 +72,78 @@ def row_blocks(x: np.ndarray, block_size: int) -> list[RowBlock]:
     return out
 
 
-def tile_pairs(n1: int, n2: int, symmetric: bool) -> Iterator[tuple[int, int]]:
+def fixed_blocks(n: int, size: int) -> list[slice]:
+    """Consecutive slices of ``range(n)`` of ``size`` rows (the last one may be shorter)."""
+    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def repeat_padded(x: np.ndarray, rows: slice, size: int) -> np.ndarray:
+    """Rows ``x[rows]`` padded to ``size`` rows by repeating the last one.
+
+    Every block then has one shape (one compilation); padded rows are finite copies of a real
+    row, so that no user's model produces NaN on them (zero rows might), and they are cut from
+    the result.
+    """
+    block = x[rows]
+    missing = size - block.shape[0]
+    if missing:
+        block = np.concatenate([block, np.repeat(block[-1:], missing, axis=0)])
+    return block
+
+
+def tile_pairs(
+    n1: int, n2: int, symmetric: bool, column_major: bool = False
+) -> Iterator[tuple[int, int]]:
+    """Tile indices ``(i, j)``: all of them, or ``i <= j`` for a symmetric kernel.
+
+    Row-major by default; ``column_major`` runs each column block ``j`` to the end before the
+    next (what reuses a per-column computation, e.g. the Jacobian of the ``x2`` block).
+    """
+    if column_major:
+        for j in range(n2):
+            for i in range(j + 1 if symmetric else n1):
+                yield i, j
+        return
     for i in range(n1):
         for j in range(i if symmetric else 0, n2):
             yield i, j
+
+
+def _swap_rows_cols(tile: np.ndarray) -> np.ndarray:
+    return tile.swapaxes(0, 1)
+
+
+def store_tile(
+    out: np.ndarray,
+    rows: slice,
+    cols: slice,
+    tile: np.ndarray,
+    symmetric: bool,
+    transpose: Callable[[np.ndarray], np.ndarray] = _swap_rows_cols,
+) -> None:
+    """Copy ``tile`` into ``out[rows, cols]``; of a symmetric kernel, also its mirror image.
+
+    ``transpose`` maps a tile to the tile of the swapped row pair (default: swap its first two
+    axes; trailing axes such as gradients follow). Of a symmetric kernel a diagonal tile keeps
+    its upper triangle (mirrored below, the diagonal averaged with its transpose: exactly
+    symmetric) and an off-diagonal one is mirrored into ``out[cols, rows]``.
+    """
+    diagonal = symmetric and rows == cols
+    out[rows, cols] = tile
+    if not diagonal:
+        if symmetric:
+            out[cols, rows] = transpose(tile)
+        return
+    block = out[rows, cols]  # a view: its strict lower triangle from the upper one
+    m = tile.shape[0]
+    mirrored = transpose(tile)
+    lower = np.tril_indices(m, -1)
+    block[lower] = mirrored[lower]
+    if transpose is not _swap_rows_cols:
+        # Entries (a, a) average with their transpose (a full NTK's (a, a, i, j) and
+        # (a, a, j, i) differ by rounding); swapping rows and columns alone leaves them as is.
+        d = np.arange(m)
+        block[d, d] = tile[d, d] + 0.5 * (mirrored[d, d] - tile[d, d])
 
 
 def run_tiles(

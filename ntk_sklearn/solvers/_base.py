@@ -93,13 +93,29 @@ def check_rhs(B, n: int) -> tuple[np.ndarray | jax.Array, bool]:
 class Solver(ABC):
     """Applies ``A_t = K⁻¹ (I - e^{-r t K})`` of one training kernel to blocks of columns.
 
-    Attributes after ``fit``: ``n_`` (samples), ``dtype_`` (the kernel's dtype), ``rate_``;
-    after ``apply``: ``n_iter_`` (iterations of an iterative solver, 0 for a direct one) and
-    ``residual_`` (largest relative residual over the columns, or the iterative error estimate).
-    Fitted arrays are NumPy, so a fitted solver pickles.
+    The one interface of the linear algebra of a fit: :meth:`apply` (``f(K) B`` at a time
+    ``t``), :meth:`apply_times` (many times), :meth:`solve` (``K⁻¹ B``), :meth:`evidence_terms`
+    (``Bᵀ K⁻¹ B`` and ``log det K``, for the log marginal likelihood), :meth:`at_any_time`
+    (a solver of the same kernel for every ``t``) and :meth:`dense_on` (a direct factorization
+    of the kernel on a subset of rows). Jitter follows the one policy of
+    :mod:`ntk_sklearn.solvers._jitter`.
+
+    Attributes after ``fit``: ``n_`` (samples), ``dtype_`` (the kernel's dtype), ``rate_``,
+    ``jitter_`` (added to the diagonal, 0 if none); after ``apply``: ``n_iter_`` (iterations of
+    an iterative solver, 0 for a direct one) and ``residual_`` (largest relative residual over
+    the columns, or the iterative error estimate). Fitted arrays are NumPy, so a fitted solver
+    pickles.
     """
 
     name: str = "abstract"
+    #: Whether ``fit`` factorizes ``K`` densely (``O(n³)``): then the evidence costs no more.
+    dense: bool = False
+    #: Whether the kernel is best given as one jax.Array row-sharded over every device (the
+    #: solver then computes where the rows are), rather than as one host array.
+    row_sharded: bool = False
+    #: ``alpha`` on the kernel's diagonal, named in the jitter messages (``None``: unknown).
+    alpha: float | None = None
+    jitter_: float = 0.0
 
     @abstractmethod
     def fit(self, K, rate: float = 1.0) -> Solver:
@@ -112,6 +128,65 @@ class Solver(ABC):
     def apply_times(self, B, times) -> np.ndarray:
         """``A_t B`` for each ``t`` of ``times``: shape ``(len(times), n, m)`` (or ``(T, n)``)."""
         return np.stack([self.apply(B, t) for t in times])
+
+    def fitted_state(self) -> dict:
+        """The fitted arrays an estimator exposes, by their attribute names there."""
+        return {}
+
+    def fit_iterations(self) -> int:
+        """Work of the fit in iterations: 1 for one factorization, else the last ``n_iter_``."""
+        return 1 if self.dense else int(getattr(self, "n_iter_", 0))
+
+    def memory_bytes(self, n: int, m: int, dtype) -> int:
+        """Bytes this solver allocates beyond the kernel (:func:`solver_memory`)."""
+        return solver_memory(n, m, dtype, self.name)
+
+    def solve(self, B) -> np.ndarray:
+        """``K⁻¹ B`` (``A_∞ B``)."""
+        return self.apply(B, None)
+
+    def at_any_time(self) -> Solver:
+        """A solver of the same kernel (jitter included) that applies ``A_t`` at every ``t``."""
+        return self
+
+    def evidence_terms(self, B) -> tuple[np.ndarray, float]:
+        """``diag(Bᵀ (K + jitter·I)⁻¹ B)`` per column and ``log det(K + jitter·I)``, in float64.
+
+        By default from a jittered Cholesky factor of the kernel (computed on each call, with
+        the jitter policy's warning): direct solvers override it with their own factor.
+        """
+        from ntk_sklearn.solvers._direct import CholeskySolver
+        from ntk_sklearn.solvers._sharding import to_host
+
+        self._check_fitted()
+        kernel = to_host(self.kernel_)[: self.n_, : self.n_]
+        return CholeskySolver(alpha=self.alpha).fit(kernel, self.rate_).evidence_terms(B)
+
+    def dense_subset(
+        self, max_rows: int, at_any_time: bool, n_rows: int | None = None
+    ) -> tuple[Solver, np.ndarray]:
+        """A direct factorization on at most ``max_rows`` rows of the kernel, and those rows.
+
+        Direct solvers return themselves on all rows (``at_any_time``: one that applies every
+        ``t``); an iterative one factorizes (in float64, jitter as in a fit) the block of a
+        random subset of ``max_rows`` of the first ``n_rows`` rows (seed 0; default all rows:
+        the others are padding), or of all of them when there are fewer.
+        """
+        from ntk_sklearn.solvers._direct import CholeskySolver, EighSolver
+        from ntk_sklearn.solvers._sharding import to_host
+
+        self._check_fitted()
+        n = self.n_ if n_rows is None else n_rows
+        rows = np.arange(n)
+        if self.dense:
+            return (self.at_any_time() if at_any_time else self), rows
+        if n > max_rows:
+            rows = np.sort(np.random.default_rng(0).choice(n, max_rows, replace=False))
+        # The kernel may be a jax.Array sharded over devices (and processes).
+        block = to_host(self.kernel_[np.ix_(rows, rows)]).astype(np.float64)
+        if at_any_time:
+            return EighSolver(null_space="drop", alpha=self.alpha).fit(block, self.rate_), rows
+        return CholeskySolver(alpha=self.alpha).fit(block, self.rate_), rows
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
 from numbers import Integral, Real
 
 import jax
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._progress import INTERVAL, format_seconds, report
 from ntk_sklearn.solvers._base import (
     Solver,
@@ -27,6 +27,7 @@ from ntk_sklearn.solvers._base import (
     check_rate,
     check_rhs,
     check_time,
+    solver_memory,
 )
 from ntk_sklearn.solvers._expm import lanczos_gain
 from ntk_sklearn.solvers._preconditioners import PRECONDITIONERS, build_preconditioner
@@ -124,6 +125,9 @@ class CGSolver(Solver):
     verbose : int, default=0
         ``1``: a line with the iteration and the largest relative residual every 10 s;
         ``2``: one per iteration.
+    alpha : float or None, default=None
+        The ``alpha`` on the kernel's diagonal, named in the jitter messages of
+        :meth:`evidence_terms` and :meth:`dense_subset` (dense factorizations on demand).
 
     Attributes
     ----------
@@ -150,6 +154,7 @@ class CGSolver(Solver):
     """
 
     name = "cg"
+    row_sharded = True
 
     def __init__(
         self,
@@ -160,6 +165,7 @@ class CGSolver(Solver):
         kernel_dtype: str | None = None,
         random_state: int = 0,
         verbose: int = 0,
+        alpha: float | None = None,
     ):
         if isinstance(tol, bool) or not isinstance(tol, Real) or not 0 < tol < 1:
             raise ValueError(f"tol must be a number in (0, 1), e.g. 1e-6; got {tol!r}.")
@@ -184,6 +190,7 @@ class CGSolver(Solver):
         self.kernel_dtype = kernel_dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.alpha = alpha
 
     def _params(self) -> dict:
         return {
@@ -192,6 +199,12 @@ class CGSolver(Solver):
             "preconditioner": self.preconditioner,
             "rank": self.rank,
         }
+
+    def fitted_state(self) -> dict:
+        return {"cg_solver_": self}
+
+    def memory_bytes(self, n: int, m: int, dtype) -> int:
+        return solver_memory(n, m, dtype, self.name, self.rank)
 
     def fit(self, K, rate: float = 1.0) -> CGSolver:
         K = check_kernel(K)
@@ -251,13 +264,12 @@ class CGSolver(Solver):
                 "sides: duplicate samples with different targets at alpha=0?) and returns its "
                 "iterate of smallest residual, close to x = 0."
             ) * (t is None and self.residual_ > 0.5)
-            warnings.warn(
+            _warnings.warn(
                 f"{what} did not reach tol={self.tol:g} in {self.n_iter_} iterations: relative "
                 f"residual {self.residual_:.2e}.{stalled} Raise alpha (a better conditioned "
                 f"kernel), tol or max_iter (now {max_iter}), or the preconditioner rank (now "
                 f"{self.precond_.U.shape[1]}); or use a direct solver.",
                 ConvergenceWarning,
-                stacklevel=2,
             )
         return out[:, 0] if was_1d else out
 

@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ntk_sklearn._validation import check_scalar
 from ntk_sklearn.empirical._utils import (
     StaticFn,
     as_batch,
     check_apply_fn,
     check_params,
-    check_real,
     probe_model,
 )
 
@@ -181,7 +181,7 @@ def train_gd(
     ([0, 50, 100], True)
     """
     check_apply_fn(apply_fn)
-    learning_rate = check_real(learning_rate, "learning_rate", low=0.0, strict=True)
+    learning_rate = check_scalar(learning_rate, "learning_rate", low_inclusive=False)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
         raise ValueError(f"n_steps must be an integer >= 0; got {n_steps!r}.")
     if (

@@ -39,13 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ntk_sklearn._validation import check_int
 from ntk_sklearn.empirical._utils import (
     StaticFn,
     as_batch,
     as_key,
     check_apply_fn,
     check_params,
-    check_positive_int,
     probe_model,
 )
 
@@ -158,7 +158,7 @@ def lazy_training_norms(
     (19.016, 0.0)
     """
     check_apply_fn(apply_fn)
-    n_iter = check_positive_int(n_iter, "n_iter")
+    n_iter = check_int(n_iter, "n_iter", low=1)
     check_params(params)
     x = as_batch(x, "x")
     probe_model(apply_fn, params, x, "x")

@@ -1,13 +1,15 @@
 """NTKRegressorCV, NNGPRegressorCV, NTKClassifierCV, NNGPClassifierCV: ``alpha`` and ``t``
-chosen by cross-validation at the cost of one kernel (machinery in :mod:`ntk_sklearn._cv`)."""
+chosen by cross-validation at the cost of one kernel (machinery in
+:mod:`ntk_sklearn.estimators._cv`)."""
 
 from __future__ import annotations
 
 import re
 
-from ntk_sklearn._classifiers import NNGPClassifier, NTKClassifier
-from ntk_sklearn._cv import ClassifierCVMixin, NeuralKernelCV, RegressorCVMixin
-from ntk_sklearn._regressors import _PARAMS_DOC, NNGPRegressor, NTKRegressor
+from ntk_sklearn.estimators._classifiers import NNGPClassifier, NTKClassifier
+from ntk_sklearn.estimators._cv import NeuralKernelCV
+from ntk_sklearn.estimators._cv_mixins import ClassifierCVMixin, RegressorCVMixin
+from ntk_sklearn.estimators._regressors import _PARAMS_DOC, NNGPRegressor, NTKRegressor
 
 #: Default grid of ``alphas`` (absolute, in normalised-``y`` units for the regressors).
 DEFAULT_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)

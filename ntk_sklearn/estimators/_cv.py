@@ -1,9 +1,9 @@
 """Cross-validation of ``alpha`` and ``t`` at the cost of one kernel: the machinery of the CV
-estimators (:mod:`ntk_sklearn._cv_estimators` defines the four classes).
+estimators (:mod:`ntk_sklearn.estimators._cv_estimators` defines the four classes).
 
 The kernel of all training rows is computed once; each fold's training and validation kernels
 are blocks of it; each fold's factorization serves every ``alpha`` and ``t``
-(:mod:`ntk_sklearn._cv_search`). Each candidate is scored by handing a scorer a stand-in
+(:mod:`ntk_sklearn.estimators._cv_search`). Each candidate is scored by handing a scorer a stand-in
 estimator, :class:`_FoldModel`, whose ``predict``/``decision_function``/``predict_proba`` return
 what the estimator fitted on that fold with that candidate would return: any scikit-learn scorer
 works, with :class:`~sklearn.model_selection.GridSearchCV`'s semantics (scores of the validation
@@ -17,23 +17,21 @@ import time
 from numbers import Integral
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.base import BaseEstimator, is_classifier
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ntk_sklearn import _cv_search, _kernel_cache, _progress
-from ntk_sklearn._base import check_memory
-from ntk_sklearn._classifiers import _LOG_BETA_RANGE
-from ntk_sklearn._regressors import _normalize
-from ntk_sklearn.solvers import CGSolver, choose_solver
+from ntk_sklearn import _progress
+from ntk_sklearn.estimators import _cv_search, _kernel_cache
+from ntk_sklearn.estimators._calibration import fit_temperature
+from ntk_sklearn.estimators._params import check_memory
+from ntk_sklearn.solvers import CGSolver, CholeskySolver, choose_solver
+from ntk_sklearn.solvers._jitter import eigenvalue_jitter
 
 #: Parameters of the CV estimators that their base estimator does not have.
 CV_PARAMS = ("alphas", "ts", "alphas_relative", "cv", "scoring")
@@ -52,69 +50,6 @@ NOT_CV_PARAMS = (
 #: Up to this many alphas (all at ``t=None``), a Cholesky factor per alpha is cheaper than
 #: one eigendecomposition (about 10 times the flops of a Cholesky factorization).
 _CHOLESKY_MAX_ALPHAS = 3
-
-
-class _FoldModel(BaseEstimator):
-    """What the base estimator fitted on one fold with one candidate predicts on its validation
-    rows; scorers call it like a fitted estimator (``X`` must be those rows)."""
-
-    def __init__(self, outputs=None, classes=None, y_1d=True, temperature=None):
-        self.outputs = outputs
-        self.classes = classes
-        self.y_1d = y_1d
-        self.temperature = temperature
-
-    def _check(self, X) -> None:
-        if len(X) != len(self.outputs):
-            raise ValueError("A fold's predictions are for its validation rows only.")
-
-    def predict(self, X):
-        self._check(X)
-        if self.classes is None:
-            return self.outputs[:, 0] if self.y_1d else self.outputs
-        if len(self.classes) == 2:
-            return self.classes[(self.decision_function(X) > 0).astype(int)]
-        return self.classes[np.argmax(self.outputs, axis=1)]
-
-    def decision_function(self, X):
-        self._check(X)
-        if len(self.classes) == 2:
-            return self.outputs[:, 1] - self.outputs[:, 0]
-        return self.outputs
-
-    def predict_proba(self, X):
-        return np.exp(self.predict_log_proba(X))
-
-    def predict_log_proba(self, X):
-        self._check(X)
-        if self.temperature is None:
-            raise ValueError(
-                "Scores from predict_proba are not available with cv=None: the temperature of "
-                "each leave-one-out fit would need a leave-one-out of its own. Pass cv=5 (or "
-                "another splitter)."
-            )
-        return log_softmax(self.outputs / self.temperature(), axis=1)
-
-
-class _FoldRegressor(RegressorMixin, _FoldModel):
-    pass
-
-
-class _FoldClassifier(ClassifierMixin, _FoldModel):
-    @property
-    def classes_(self):
-        return self.classes
-
-
-def _temperature(loo: np.ndarray, labels: np.ndarray, w: np.ndarray | None) -> float:
-    """``T`` minimising the weighted log-loss of ``softmax(loo / T)`` (as the classifiers fit)."""
-
-    def log_loss(log_beta: float) -> float:
-        logp = log_softmax(np.exp(log_beta) * loo, axis=1)
-        return -float(np.average(logp[np.arange(len(labels)), labels], weights=w))
-
-    res = minimize_scalar(log_loss, bounds=_LOG_BETA_RANGE, method="bounded")
-    return float(np.exp(-res.x))
 
 
 def _accepts_sample_weight(scorer) -> bool:
@@ -340,7 +275,7 @@ class NeuralKernelCV(BaseEstimator):
                     with template._scope():
                         spec = _cv_search.spectrum(g)
                 loo = _cv_search.loo_outputs(spec, Z, s, alpha, t, rate)
-                return _temperature(loo, labels, wt)
+                return fit_temperature(loo, labels, wt)
 
             return compute
 
@@ -370,10 +305,9 @@ class NeuralKernelCV(BaseEstimator):
         weighted = cross if s is None else cross * s[None, :]
         out = []
         for alpha in self.alphas_:
-            template._hyper["alpha"] = float(alpha)  # named in the jitter messages
             m = g.copy()
             m[np.diag_indices_from(m)] += alpha
-            coef = _cv_search.solve_converged(m, u, lambda a: template._cholesky(a, stacklevel=7))
+            coef = CholeskySolver(alpha=float(alpha)).fit(m).solve(u.astype(m.dtype))
             out.append((weighted @ coef)[None])
         return np.stack(out)
 
@@ -417,7 +351,7 @@ class NeuralKernelCV(BaseEstimator):
                 cross = K[np.ix_(zero, pos)].astype(np.float64)
                 u = Y if s is None else s[:, None].astype(np.float64) * Y
                 evals = spec.evals.astype(np.float64) + alpha
-                evals = evals + _cv_search.converged_jitter(evals, float(alpha))
+                evals = evals + eigenvalue_jitter(evals, float(alpha))
                 evecs = spec.evecs.astype(np.float64)
                 q = evecs @ ((evecs.T @ u) / evals[:, None])
                 loo[zero] = (cross if s is None else cross * s[None, :]) @ q
@@ -503,135 +437,3 @@ class NeuralKernelCV(BaseEstimator):
         """
         check_is_fitted(self)
         return self.best_estimator_.predict(X, **kwargs)
-
-
-class RegressorCVMixin(RegressorMixin):
-    """Targets and stand-ins of the regressors' CV."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def _targets(self, y, rows, w_rows, loo: bool = False):
-        self._y_1d = y.ndim == 1
-        Y = y.reshape(len(y), -1)[rows].astype(np.float64)
-        if loo:
-            return self._loo_targets(Y, w_rows)
-        if self.normalize_y:
-            mean, std, Z = _normalize(Y, w_rows)
-        else:
-            mean, std, Z = np.zeros(Y.shape[1]), np.ones(Y.shape[1]), Y
-        return Z, lambda means: means * std + mean, None
-
-    def _loo_targets(self, Y, w):
-        """Columns ``[Y, 1]`` and how to combine their leave-one-out outputs into predictions.
-
-        With ``normalize_y`` the fit without (a unit of) sample ``i`` centres by the weighted
-        mean ``m_i'`` of the others; its mean prediction is ``m_i' + f_i⁻(y - m_i')`` =
-        ``m_i' (1 - f_i⁻(1)) + f_i⁻(y)`` (the scale of ``normalize_y`` cancels in the mean).
-        """
-        k = Y.shape[1]
-        if not self.normalize_y:
-            return Y, lambda loo, zero: loo, None
-        weights = np.ones(len(Y)) if w is None else w
-        delta = np.minimum(1.0, weights)[:, None]
-        total = (weights[:, None] * Y).sum(axis=0)
-        mean_without = (total - delta * Y) / (weights.sum() - delta)
-
-        def combine(loo, zero):
-            means = np.empty((len(loo), k))
-            rows = np.setdiff1d(np.arange(len(loo)), zero)
-            means[rows] = mean_without
-            means[zero] = total / weights.sum()
-            return means * (1.0 - loo[:, k:]) + loo[:, :k]
-
-        return np.hstack([Y, np.ones((len(Y), 1))]), combine, None
-
-    def _fold_model(self, outputs, temperature):
-        return _FoldRegressor(outputs, None, self._y_1d)
-
-    def predict_trajectory(self, X, times):
-        """Mean predictions of ``best_estimator_`` at many training times.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        times : array-like of shape (n_times,)
-
-        Returns
-        -------
-        y_mean : ndarray of shape (n_times, n_samples) or (n_times, n_samples, n_targets)
-        """
-        check_is_fitted(self)
-        return self.best_estimator_.predict_trajectory(X, times)
-
-
-class ClassifierCVMixin(ClassifierMixin):
-    """Targets and stand-ins of the classifiers' CV."""
-
-    def _targets(self, y, rows, w_rows, loo: bool = False):
-        encoder = LabelEncoder().fit(y if loo else y[rows])
-        classes = encoder.classes_
-        if len(classes) < 2:
-            raise ValueError(
-                f"A fold's training rows hold a single class ({classes[0]!r}): use fewer folds "
-                "or a stratified splitter."
-            )
-        labels = encoder.transform(y[rows])
-        Z = np.eye(len(classes))[labels] - 1.0 / len(classes)
-        self._fold_classes = classes
-        if loo:
-            return Z, lambda loo, zero: loo, None
-        return Z, lambda means: means, labels
-
-    def _fold_model(self, outputs, temperature):
-        return _FoldClassifier(outputs, self._fold_classes, False, temperature)
-
-    def decision_function(self, X):
-        """Decision function of ``best_estimator_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        return self.best_estimator_.decision_function(X)
-
-    def predict_proba(self, X):
-        """Class probabilities of ``best_estimator_`` (its temperature fitted on all rows).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        return self.best_estimator_.predict_proba(X)
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        return self.best_estimator_.predict_log_proba(X)
-
-    @property
-    def classes_(self):
-        """Class labels (those of ``best_estimator_``)."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.classes_

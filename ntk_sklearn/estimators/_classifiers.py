@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from numbers import Number
 
-import jax.numpy as jnp
 import numpy as np
-from scipy.linalg import eigh, solve_triangular
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ntk_sklearn._base import NeuralKernelBase
-from ntk_sklearn._regressors import _ATTRIBUTES_DOC, _PARAMS_DOC
-from ntk_sklearn.solvers._sharding import to_host
-
-#: Training rows on which the temperature is fitted when ``solver_ == "cg"`` (a dense
-#: factorization of their kernel gives the leave-one-out outputs).
-_LOO_SUBSET = 2000
-#: Search range of ``log(1 / temperature)``.
-_LOG_BETA_RANGE = (-10.0, 15.0)
+from ntk_sklearn.estimators._base import NeuralKernelBase
+from ntk_sklearn.estimators._calibration import _Calibration
+from ntk_sklearn.estimators._docs import _ATTRIBUTES_DOC, _PARAMS_DOC
+from ntk_sklearn.gaussian_process._hyperparameters import DEFAULT_BOUNDS
 
 
 def _label_kind(value) -> str:
@@ -59,7 +51,7 @@ def _check_label_types(y: np.ndarray) -> None:
         )
 
 
-class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
+class _KernelClassifier(ClassifierMixin, _Calibration, NeuralKernelBase):
     # Only the argmax and the temperature (fitted on a dense subset) use the CG solution: at
     # 5,000-20,000 Fashion-MNIST samples tol=1e-3 changed at most 0.02 % of the predictions
     # (benchmarks/bench_cg_defaults.py), with half the iterations or fewer.
@@ -94,9 +86,9 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         preconditioner_rank="auto",
         optimizer=None,
         n_restarts_optimizer=0,
-        w_std_bounds=(0.05, 20.0),
-        b_std_bounds=(1e-4, 10.0),
-        alpha_bounds=(1e-8, 1e3),
+        w_std_bounds=DEFAULT_BOUNDS["w_std"],
+        b_std_bounds=DEFAULT_BOUNDS["b_std"],
+        alpha_bounds=DEFAULT_BOUNDS["alpha"],
         input_scale=None,
         input_scale_bounds="fixed",
         verbose=0,
@@ -174,82 +166,6 @@ class _KernelClassifier(ClassifierMixin, NeuralKernelBase):
         self._fit_dynamics(X, Y, w)
         self.temperature_ = self._fit_temperature(Y.argmax(axis=1), w)
         return self
-
-    def _loo_outputs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Leave-one-out mean outputs ``(m, C)`` of training rows, and those rows' indices.
-
-        The fitted training outputs are ``f = H y`` (``H = S⁻¹(M - α'I) A_t S``, ``M`` the
-        training kernel ``S K S + α'I``, ``α' = alpha + jitter_``, ``A_t`` its gain,
-        ``S = diag(√w)``). Removing ``δ_i = min(1, w_i)`` of sample ``i``'s weight (one copy
-        of a sample repeated ``w_i`` times; the whole sample when ``w_i <= 1``) gives, by
-        Sherman-Morrison, ``f_i⁻ = (f_i - d_i y_i) / (1 - d_i)`` with ``d_i = δ_i H_ii / w_i``.
-        At ``t=None`` (``H = I - α' S⁻¹M⁻¹S``) this is exact: without weights the leave-one-out
-        output of kernel ridge, ``y_i - (M⁻¹y)_i / (M⁻¹)_ii``. At finite ``t`` it is the usual
-        linear-smoother approximation (removing a sample also changes the gains). With
-        ``solver_ == "cg"`` (no dense factorization), those of the same model fitted on a
-        random subset of ``_LOO_SUBSET`` rows.
-        """
-        n = self.y_fit_.shape[0]
-        s = np.ones(n) if self._sqrt_weight is None else self._sqrt_weight.astype(np.float64)
-        z = s[:, None] * self.y_fit_.astype(np.float64)
-        rows = np.arange(n)
-        t, rate = self._hyper["t"], self._rate_
-        alpha = self._hyper["alpha"] + self.jitter_
-        if self.solver_ == "cg":
-            if n > _LOO_SUBSET:
-                rows = np.sort(np.random.default_rng(0).choice(n, _LOO_SUBSET, replace=False))
-                rate = rate * (s**2).sum() / (s[rows] ** 2).sum()  # lr / (C · Σ w) of the subset
-            # The kernel may be a jax.Array sharded over devices (and processes).
-            m = to_host(self.train_kernel_[np.ix_(rows, rows)]).astype(np.float64)
-            s, z = s[rows], z[rows]
-            if t is None:
-                with self._scope():  # jitter (with a warning) if the subset's kernel is singular
-                    chol, jitter = self._cholesky(jnp.asarray(m), stacklevel=6)
-                chol, alpha = np.asarray(chol, np.float64), alpha + jitter
-        elif t is None:
-            chol = self.chol_.astype(np.float64)
-        w = s**2
-        delta = np.minimum(1.0, w)
-        if t is None:
-            inv_l = solve_triangular(chol, np.eye(len(rows)), lower=True)
-            m_inv_z = inv_l.T @ (inv_l @ z)
-            m_inv_diag = np.einsum("ij,ij->j", inv_l, inv_l)[:, None]  # Σ_j (L⁻¹)_ji²
-            # δ = w: y_i - (M⁻¹z)_i / (s_i (M⁻¹)_ii), free of α (exact also at alpha = 0);
-            # else (f_i - d_i y_i)/(1 - d_i) with 1 - H_ii = α'(M⁻¹)_ii, times w_i / w_i.
-            whole = (z - m_inv_z / m_inv_diag) / s[:, None]
-            w_, d_ = w[:, None], delta[:, None]
-            use_whole = d_ >= w_
-            # Where the whole sample is left out the denominator may be 0 (alpha' = 0): not used.
-            denominator = np.where(use_whole, 1.0, s[:, None] * (w_ - d_ + d_ * alpha * m_inv_diag))
-            part = (
-                (w_ - d_) * z - w_ * alpha * m_inv_z + d_ * alpha * m_inv_diag * z
-            ) / denominator
-            return np.where(use_whole, whole, part), rows
-        if self.solver_ == "cg":
-            evals, evecs = eigh(m)
-        else:
-            evals, evecs = self.evals_.astype(np.float64), self.evecs_.astype(np.float64)
-        x = rate * t * evals
-        # g_t(λ) = (1 - e^{-ηtλ})/λ on the range; h(λ) = (λ - α)·g_t(λ), the hat's eigenvalues.
-        gain = np.where(evals > 0, -np.expm1(-x) / np.where(evals > 0, evals, 1.0), 0.0)
-        h = np.maximum(evals - alpha, 0.0) * gain
-        fitted = evecs @ (h[:, None] * (evecs.T @ z)) / s[:, None]
-        d = (delta / w * np.einsum("ij,j,ij->i", evecs, h, evecs))[:, None]
-        return (fitted - d * z / s[:, None]) / (1.0 - d), rows
-
-    def _fit_temperature(self, labels: np.ndarray, w: np.ndarray | None) -> float:
-        """``T`` minimising the (weighted) leave-one-out log-loss of ``softmax(f⁻ / T)``."""
-        loo, rows = self._loo_outputs()
-        labels = labels[rows]
-        weights = None if w is None else w[rows]
-
-        def log_loss(log_beta: float) -> float:
-            # -Σ w_i log softmax(β f_i⁻)_{y_i} / Σ w_i: convex in β = 1/T.
-            logp = log_softmax(np.exp(log_beta) * loo, axis=1)
-            return -float(np.average(logp[np.arange(len(labels)), labels], weights=weights))
-
-        res = minimize_scalar(log_loss, bounds=_LOG_BETA_RANGE, method="bounded")
-        return float(np.exp(-res.x))
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(mean outputs / temperature_)``.

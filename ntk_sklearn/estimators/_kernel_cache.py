@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import joblib
@@ -58,7 +57,7 @@ _PRELOADED: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 
 def kernel_key(estimator) -> str | None:
     """Digest of what the estimator's kernels depend on; ``None`` when it cannot be hashed."""
-    from ntk_sklearn import __version__
+    from ntk_sklearn import __version__, _warnings
 
     p = estimator._hyper
     described = {name: p[name] for name in KERNEL_PARAMS}
@@ -68,12 +67,11 @@ def kernel_key(estimator) -> str | None:
     try:
         return joblib.hash(described)
     except Exception as err:  # noqa: BLE001 - any pickling failure means "cannot be keyed"
-        warnings.warn(
+        _warnings.warn(
             "Kernels are not cached: a kernel hyperparameter cannot be hashed "
             f"({type(err).__name__}: {err}). Define the activation or model as a module-level "
             "function to cache them.",
             UserWarning,
-            stacklevel=4,
         )
         return None
 

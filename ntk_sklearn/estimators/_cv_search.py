@@ -1,9 +1,9 @@
 """The numerics of the CV estimators: every ``alpha`` and ``t`` from one factorization per fold.
 
-Notation as in :mod:`ntk_sklearn.dynamics` and :mod:`ntk_sklearn._base`: ``K`` the kernel of the
-dynamics (NTK or NNGP) between a fold's training rows, ``S = diag(√w)`` their sample weights,
-``G = S K S``, ``M = G + αI``, ``z`` the fold's (normalised) targets and ``r`` the rate
-``learning_rate / (n_targets · Σw)``. The fitted mean at new rows is
+Notation as in :mod:`ntk_sklearn.dynamics` and :mod:`ntk_sklearn.estimators._fit`: ``K`` the
+kernel of the dynamics (NTK or NNGP) between a fold's training rows, ``S = diag(√w)`` their
+sample weights, ``G = S K S``, ``M = G + αI``, ``z`` the fold's (normalised) targets and ``r``
+the rate ``learning_rate / (n_targets · Σw)``. The fitted mean at new rows is
 ``K_* S A_t(M) S z`` with ``A_t(M) = V diag(g_t(λ + α)) Vᵀ`` where ``G = V diag(λ) Vᵀ``: one
 eigendecomposition of ``G`` serves every ``α`` (``M`` has the same eigenvectors, eigenvalues
 shifted by ``α``) and every ``t`` (the gains ``g_t``). With the projections
@@ -23,16 +23,13 @@ which for ``δ_i = w_i`` is ``z_i - (M⁻¹ S z)_i / (s_i (M⁻¹)_ii)`` (free o
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
 from ntk_sklearn import dynamics
-
-#: Jitter schedule of ``NeuralKernelBase._cholesky`` (relative to the mean diagonal).
-from ntk_sklearn._base import _JITTERS
+from ntk_sklearn.solvers._jitter import eigenvalue_jitter
 
 
 class FoldSpectrum(NamedTuple):
@@ -48,37 +45,6 @@ def spectrum(g: np.ndarray) -> FoldSpectrum:
     return FoldSpectrum(np.asarray(evals), np.asarray(evecs))
 
 
-def converged_jitter(evals_m: np.ndarray, alpha: float) -> float:
-    """The jitter ``NeuralKernelBase._cholesky`` would add to ``M`` with these eigenvalues.
-
-    It adds the smallest jitter of its schedule (at least ``10·n·eps``, relative to the mean
-    diagonal) for which the factorization has no pivot below ``n·eps·mean diag``; here the
-    smallest eigenvalue stands for the smallest pivot (``λ_min ≤ min L_ii²``), so the two may
-    differ on kernels within rounding of singular.
-    """
-    n = evals_m.shape[0]
-    eps = float(np.finfo(evals_m.dtype).eps)
-    mean_diag = float(np.mean(evals_m))  # trace / n
-    scale = mean_diag if mean_diag > 0 else 1.0
-    floor = n * eps * scale
-    if float(np.min(evals_m)) >= floor:
-        return 0.0
-    for jitter in sorted({max(rel, 10 * n * eps) * scale for rel in _JITTERS}):
-        if float(np.min(evals_m)) + jitter >= floor:
-            warnings.warn(
-                f"The training kernel of a fold plus alpha={alpha} is not numerically positive "
-                f"definite; added {jitter:.2e} (jitter) to its diagonal, as a fit would. Drop "
-                "the smallest alphas from alphas to silence this warning.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return jitter
-    raise np.linalg.LinAlgError(
-        f"The training kernel of a fold plus alpha={alpha} is not positive definite, even with "
-        "jitter: drop the smallest alphas, or remove duplicate samples."
-    )
-
-
 def gains(spec: FoldSpectrum, alpha: float, ts, rate: float) -> np.ndarray:
     """``g_t(λ + α)`` on the range of ``M`` for each ``t`` in ``ts``: shape ``(len(ts), n)``.
 
@@ -91,7 +57,7 @@ def gains(spec: FoldSpectrum, alpha: float, ts, rate: float) -> np.ndarray:
     rows = []
     for t in ts:
         if t is None:
-            rows.append(1.0 / (evals_m + converged_jitter(evals_m, alpha)))
+            rows.append(1.0 / (evals_m + eigenvalue_jitter(evals_m, alpha)))
             continue
         tol = n * eps * np.max(evals_m)
         ranged = np.where(evals_m < tol, 0.0, evals_m).astype(evals_m.dtype)
@@ -145,7 +111,7 @@ def loo_outputs(
     u = s[:, None] * z.astype(np.float64)
     if t is None:
         evals_m = evals + alpha
-        alpha = alpha + converged_jitter(evals_m, alpha)
+        alpha = alpha + eigenvalue_jitter(evals_m, alpha)
         inv = 1.0 / (evals + alpha)
         m_inv_diag = ((evecs * evecs) @ inv)[:, None]  # (M⁻¹)_ii
         m_inv_u = evecs @ (inv[:, None] * (evecs.T @ u))  # M⁻¹ S z
@@ -163,12 +129,6 @@ def loo_outputs(
     fitted = evecs @ (h[:, None] * (evecs.T @ u)) / s[:, None]
     d = delta / w * ((evecs * evecs) @ h)[:, None]
     return (fitted - d * u / s[:, None]) / (1.0 - d)
-
-
-def solve_converged(m: np.ndarray, b: np.ndarray, cholesky) -> np.ndarray:
-    """``M⁻¹ b`` through ``cholesky(M) -> (L, jitter)`` (the fit's factorization)."""
-    chol, _ = cholesky(jnp.asarray(m))
-    return np.asarray(dynamics.cho_apply(chol, jnp.asarray(b)))
 
 
 def cg_means(

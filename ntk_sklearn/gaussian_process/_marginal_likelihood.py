@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -35,12 +34,12 @@ from jax.scipy.linalg import solve_triangular
 from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
+from ntk_sklearn import _warnings
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn.architectures import replace_stds
+from ntk_sklearn.gaussian_process._hyperparameters import NAMES, check_bounds, check_inside
 from ntk_sklearn.kernels import Serial, kernel_matrices
 
-#: The learnable hyperparameters, in the order of ``theta``.
-NAMES = ("w_std", "b_std", "alpha")
 #: Working ``n × n`` float64 arrays per layer of the stack kept for the reverse pass (measured
 #: rather than derived: the recursion's intermediates and their cotangents), plus a constant.
 _ARRAYS_PER_LAYER = 12
@@ -48,6 +47,16 @@ _ARRAYS_FIXED = 8
 #: Rows are padded to a multiple of this, so that fits on slightly different numbers of
 #: samples (cross-validation folds) share one compilation.
 _PAD = 32
+
+
+def gaussian_log_evidence(quad, log_det, n, n_targets):
+    """``Σ_k [-½ y_kᵀ C⁻¹ y_k] - k/2 log det C - nk/2 log 2π`` from its two terms.
+
+    The one formula of the evidence: ``quad = Σ_k y_kᵀ C⁻¹ y_k`` and ``log_det = log det C``,
+    from a fitted :class:`~ntk_sklearn.solvers.Solver` (``evidence_terms``: the estimators'
+    ``log_marginal_likelihood_value_``) or traced in JAX (:func:`_lml`: its gradient).
+    """
+    return -0.5 * quad - 0.5 * n_targets * log_det - 0.5 * n * n_targets * math.log(2 * math.pi)
 
 
 class SingularKernelError(ValueError):
@@ -94,24 +103,6 @@ class Hyperparameters(NamedTuple):
         return names + [f"input_scale[{j}]" for j in range(len(self.scales))]
 
 
-def check_bounds(bounds, name: str) -> tuple[float, float] | None:
-    """``(low, high)`` with ``0 < low <= high < inf``, or ``None`` for ``"fixed"``."""
-    if isinstance(bounds, str) and bounds == "fixed":
-        return None
-    ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2
-    if ok:
-        try:
-            low, high = (float(b) for b in bounds)
-        except (TypeError, ValueError):
-            ok = False
-    if not ok or not (0 < low <= high < math.inf):
-        raise ValueError(
-            f"{name} must be 'fixed' or a pair (low, high) of finite numbers with "
-            f"0 < low <= high (the search runs on their logarithms); got {bounds!r}."
-        )
-    return low, high
-
-
 def hyperparameters(
     values: dict,
     bounds: dict,
@@ -151,15 +142,8 @@ def hyperparameters(
 
 
 def _check_inside(name: str, value: float, bounds: tuple[float, float], check: bool) -> None:
-    low, high = bounds
-    key = f"{name}_bounds"
-    # exp(log(bound)) may round past the bound: allow that much slack.
-    if check and not (low * (1 - 1e-10) <= value <= high * (1 + 1e-10)):
-        raise ValueError(
-            f"{name}={value!r} is outside {key}=({low:g}, {high:g}): the optimizer starts "
-            f"from {name}. Set {name} inside the bounds, widen {key}, or use "
-            f"{key}='fixed' to keep {name} as it is."
-        )
+    if check:
+        check_inside(name, value, bounds)
 
 
 def check_theta(theta, hyper: Hyperparameters) -> np.ndarray:
@@ -221,11 +205,7 @@ def _lml(
         z = solve_triangular(chol, sqrt_w[:, None] * y, lower=True)  # |z|² = (Sy)ᵀ(SCS)⁻¹(Sy)
         n, n_targets = jnp.sum(mask), y.shape[1]
         log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(chol))) - 2.0 * jnp.sum(jnp.log(sqrt_w))
-        value = (
-            -0.5 * jnp.sum(z * z)
-            - 0.5 * n_targets * log_det
-            - 0.5 * n * n_targets * jnp.log(2.0 * jnp.pi)
-        )
+        value = gaussian_log_evidence(jnp.sum(z * z), log_det, n, n_targets)
         # Smallest pivot L_ii² relative to the mean diagonal: below n·eps, C is singular to
         # rounding (λ_min ≤ min L_ii²) and the value is rounding noise.
         pivots = jnp.diag(chol) ** 2
@@ -355,13 +335,12 @@ def maximize(
         )
     if failures:
         found = dict(zip(hyper.names[: sum(hyper.free)], np.exp(best_theta), strict=False))
-        warnings.warn(
+        _warnings.warn(
             f"The optimizer of the log marginal likelihood did not converge in "
             f"{len(failures)} of {len(starts)} runs ({failures[0]}); using the best value "
             f"found, {-best_value:.6g} at {', '.join(f'{k}={v:.4g}' for k, v in found.items())}."
             " Try n_restarts_optimizer > 0 or other bounds.",
             ConvergenceWarning,
-            stacklevel=6,  # the caller of fit (through _fit_context)
         )
     _warn_at_bounds_or_stalled(hyper, best_theta, -best_value, -best_grad)
     return best_theta, -best_value
@@ -393,12 +372,11 @@ def _warn_at_bounds_or_stalled(
     ]
     if pushed:
         shown = pushed if len(pushed) <= 4 else [*pushed[:3], f"and {len(pushed) - 3} more"]
-        warnings.warn(
+        _warnings.warn(
             f"The log marginal likelihood is largest at a bound: {'; '.join(shown)}, and it "
             "still increases beyond it. Widen that bound (lower its low end or raise its high "
             "end) and fit again.",
             ConvergenceWarning,
-            stacklevel=7,
         )
     # Components that the bounds stop are not a failure of the search.
     inward = np.where(at_low | at_high, 0.0, grad)
@@ -408,7 +386,7 @@ def _warn_at_bounds_or_stalled(
         direction = "raising" if inward[i] > 0 else "lowering"
         end = "upper" if inward[i] > 0 else "lower"
         at = ", ".join(f"{n}={v:.4g}" for n, v in zip(names[:4], np.exp(theta[:4]), strict=False))
-        warnings.warn(
+        _warnings.warn(
             f"The optimizer of the log marginal likelihood stalled: it stopped at {at} "
             f"(log marginal likelihood {value:.4g}) where the gradient is still "
             f"{inward[i]:.3g} in log({names[i]}): {direction} {names[i]} would increase the "
@@ -418,5 +396,4 @@ def _warn_at_bounds_or_stalled(
             f"({np.exp(bounds[i, 0]):.3g}, {np.exp(bounds[i, 1]):.3g}) and the start value, "
             "or try n_restarts_optimizer > 0.",
             ConvergenceWarning,
-            stacklevel=7,
         )
