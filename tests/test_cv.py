@@ -310,3 +310,40 @@ def test_docstring_examples_run():
     result = doctest.testmod(ntk_sklearn.estimators._cv_estimators, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_alphas_whose_fits_fail_score_nan_as_in_grid_search(monkeypatch):
+    """A fold kernel that no jitter makes positive definite at small alpha (here the training
+    kernel shifted by -0.5 I): those candidates score NaN, ranked last, with a FitFailedWarning,
+    exactly as GridSearchCV (error_score=np.nan) scores the plain estimator's failed fits."""
+    from sklearn.exceptions import FitFailedWarning
+
+    original = NeuralKernelBase._compute_kernels
+
+    def shifted(self, x1, x2, names):
+        out = original(self, x1, x2, names)
+        if x2 is None:
+            out = {name: k - 0.5 * np.eye(len(k)) for name, k in out.items()}
+        return out
+
+    monkeypatch.setattr(NeuralKernelBase, "_compute_kernels", shifted)
+    X, y = _data(False, 40)
+    alphas, splitter = [1e-3, 2.0], KFold(3, shuffle=True, random_state=0)
+    with pytest.warns(FitFailedWarning, match="alpha=0.001"):
+        model = NNGPRegressorCV(alphas=alphas, cv=splitter).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)
+        search = GridSearchCV(NNGPRegressor(), {"alpha": alphas, "t": [None]}, cv=splitter)
+        search.fit(X, y)
+    assert np.isnan(search.cv_results_["mean_test_score"][0])  # the case is a real failure
+    for key in ("mean_test_score", "split0_test_score", "split2_test_score"):
+        np.testing.assert_allclose(model.cv_results_[key], search.cv_results_[key], atol=1e-8)
+    np.testing.assert_array_equal(
+        model.cv_results_["rank_test_score"], search.cv_results_["rank_test_score"]
+    )
+    assert model.alpha_ == 2.0
+    np.testing.assert_allclose(model.predict(X), search.predict(X), atol=1e-8)
+    with pytest.raises(ValueError, match="All 3 cross-validation fits failed"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitFailedWarning)
+            NNGPRegressorCV(alphas=[1e-3], cv=splitter).fit(X, y)

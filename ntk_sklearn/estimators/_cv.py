@@ -19,6 +19,7 @@ from numbers import Integral
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, is_classifier
+from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
@@ -26,7 +27,7 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ntk_sklearn import _progress
+from ntk_sklearn import _progress, _warnings
 from ntk_sklearn.estimators import _cv_search, _kernel_cache
 from ntk_sklearn.estimators._calibration import fit_temperature
 from ntk_sklearn.estimators._params import check_memory
@@ -223,6 +224,10 @@ class NeuralKernelCV(BaseEstimator):
             kwargs = {} if not self._score_weighted else {"sample_weight": w[val]}
             for c in range(n_cand):
                 start = time.perf_counter()
+                if np.isnan(outputs[c]).any():  # a failed fit (see _cholesky_means)
+                    scores[c, fold] = np.nan
+                    score_times[c, fold] = 0.0
+                    continue
                 model = self._fold_model(outputs[c], proba[c] if proba else None)
                 scores[c, fold] = self.scorer_(model, X[val], y[val], **kwargs)
                 score_times[c, fold] = time.perf_counter() - start
@@ -307,7 +312,14 @@ class NeuralKernelCV(BaseEstimator):
         for alpha in self.alphas_:
             m = g.copy()
             m[np.diag_indices_from(m)] += alpha
-            coef = CholeskySolver(alpha=float(alpha)).fit(m).solve(u.astype(m.dtype))
+            try:
+                coef = CholeskySolver(alpha=float(alpha)).fit(m).solve(u.astype(m.dtype))
+            except np.linalg.LinAlgError as error:
+                # As GridSearchCV's error_score=np.nan: the candidate scores NaN on this fold
+                # (ranked last), with a FitFailedWarning; the other alphas go on.
+                _warnings.warn(f"alpha={alpha:.3g}: {error} It scores NaN.", FitFailedWarning)
+                out.append(np.full((1, cross.shape[0], u.shape[1]), np.nan))
+                continue
             out.append((weighted @ coef)[None])
         return np.stack(out)
 
@@ -385,6 +397,12 @@ class NeuralKernelCV(BaseEstimator):
         results["params"] = params
         for fold in range(scores.shape[1]):
             results[f"split{fold}_test_score"] = scores[:, fold]
+        if np.isnan(scores).all():
+            raise ValueError(
+                f"All {scores.size} cross-validation fits failed (every alpha left a fold's "
+                "kernel numerically singular): use larger alphas, dtype='float64', or remove "
+                "duplicate samples."
+            )
         mean = scores.mean(axis=1)
         results["mean_test_score"] = mean
         results["std_test_score"] = scores.std(axis=1)
