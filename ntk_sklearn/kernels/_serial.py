@@ -32,7 +32,7 @@ import numpy as np
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn._progress import Progress
 from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, is_traced, parse_get
-from ntk_sklearn.kernels import _plan, _tiling
+from ntk_sklearn.kernels import _plan, _pooled, _tiling
 from ntk_sklearn.kernels._branching import FanOut, Parallel, _FanIn
 from ntk_sklearn.kernels._layers import Layer
 from ntk_sklearn.kernels._plan import Bound, layout_of
@@ -460,6 +460,10 @@ def _run_runs(runs, flip_invariant: bool, x1, x2, want_ntk: bool) -> KernelState
 
 def _propagate(runs, x1, x2, want_ntk: bool) -> KernelState:
     """``_run`` without the flip average."""
+    if x2 is not None:
+        layers, layouts = _unrolled(runs)
+        if _pooled.supports(layers, layouts):
+            return _pooled.propagate(layers, layouts, x1, x2, want_ntk)
     state = input_state(x1, x2, layout_of(runs[0].layouts[0]), want_ntk)
     for run in runs:
         if run.count == 1:
@@ -473,6 +477,17 @@ def _propagate(runs, x1, x2, want_ntk: bool) -> KernelState:
         else:
             state = _scan_groups(run.group, run.layouts, run.count, state)
     return state.unpack()
+
+
+def _unrolled(runs) -> tuple[tuple, tuple]:
+    """The layers of ``runs`` one by one (a repeated group's leaves taken apart) and their plan
+    entries."""
+    layers, layouts = [], []
+    for run in runs:
+        for j in range(run.count):
+            layers += run.group if run.count == 1 else _take(run.group, j)
+            layouts += run.layouts
+    return tuple(layers), tuple(layouts)
 
 
 @dataclasses.dataclass(frozen=True)
