@@ -73,41 +73,37 @@ def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> 
     d = x1.ndim - 2
     variances1 = _activation_variances(prefix, x1)
     variances2 = _activation_variances(prefix, x2)
-    margin = _margin(prefix, d)
     fan_in = x1.shape[-1]
     rounding = 8.0 + 4.0 * fan_in**0.5
 
-    # The inputs' covariance Σ⁰ on the padded grid: zero-padded images give zeros on the
-    # padding. Few channels: sums of broadcast products (one fused loop); else a dot.
-    pad = [(0, 0)] + [(m, m) for m in margin] + [(0, 0)]
-    y1, y2 = jnp.pad(x1, pad), jnp.pad(x2, pad)
-    grid = _pair_products(y1, y2) / fan_in
+    # The inputs' covariance Σ⁰ on the bordered grid: zero-padded images give zeros on the
+    # border. Few channels: sums of broadcast products (one fused loop); else a dot.
     sizes = tuple(x1.shape[1:-1])
-    flat = _Flat(sizes, margin)
-    z = (flat.wrap(grid), None)
+    grid = _Grid(sizes, _border(prefix, 0, d))
+    pad = [(0, 0)] + [(b, b) for b in grid.border] + [(0, 0)]
+    z = grid.wrap(_pair_products(jnp.pad(x1, pad), jnp.pad(x2, pad)) / fan_in, None)
     ntk_zero, dense = want_ntk, None  # dense: (nngp, ntk) in the unpadded (n1, n2, *P, *P) layout
     i = 0
     while i < len(prefix):
         layer = prefix[i]
         if isinstance(layer, Conv):
             if dense is not None:
-                z, dense = flat.wrap_pair(*dense), None
+                grid = _Grid(sizes, _border(prefix, i, d))
+                z, dense = grid.wrap_unpadded(*dense), None
             follows = prefix[i + 1] if i + 1 < len(prefix) else None
             rounding += 4.0 + 2.0 * math.prod(layer.filter_shape) ** 0.5
-            activation = None
+            activation, q, tol = None, None, None
             if isinstance(follows, Activation) and follows.activation != "identity":
                 activation = follows
-                q = (flat.pad_rows(variances1[i + 1]), flat.pad_rows(variances2[i + 1]))
+                q = (grid.pad_rows(variances1[i + 1]), grid.pad_rows(variances2[i + 1]))
                 tol = rounding * jnp.finfo(x1.dtype).eps
                 rounding, i = 8.0, i + 1
-            else:
-                q, tol = None, None
-            z = _conv_step(flat, z, layer, activation, q, tol, want_ntk)
+            z = _conv_step(grid, z, layer, activation, q, tol, want_ntk)
             ntk_zero = False
         elif isinstance(layer, Activation):
             if layer.activation != "identity":
                 if dense is None:
-                    dense = flat.unwrap(z)
+                    dense = grid.unwrap(z)
                 nngp, ntk = dense
                 tol = rounding * jnp.finfo(nngp.dtype).eps
                 qa = variances1[i][(slice(None), None, Ellipsis, *(None,) * d)]
@@ -118,16 +114,15 @@ def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> 
                 rounding = 8.0
         else:  # AvgPool
             if dense is None:
-                dense = flat.unwrap(z)
+                dense = grid.unwrap(z)
             dense = tuple(
                 None if a is None else _spatial.pool_full(a, *_window(layer)) for a in dense
             )
             sizes = layer.output_shape(sizes)
-            flat = _Flat(sizes, margin)
         i += 1
 
     if dense is None:
-        nngp, ntk = flat.total(z)
+        nngp, ntk = grid.total(z)
     else:
         axes = tuple(range(-2 * d, 0))
         nngp = jnp.mean(dense[0], axis=axes)
@@ -144,14 +139,18 @@ def _window(layer: AvgPool):
     return layer.window_shape, layer.strides, layer.padding
 
 
-def _margin(prefix, d: int) -> tuple[int, ...]:
-    """Zero padding per spatial axis that every convolution's taps fit in."""
-    margin = [0] * d
-    for layer in prefix:
+def _border(prefix, start: int, d: int) -> tuple[int, ...]:
+    """Zero border per spatial axis for the convolutions from ``prefix[start]`` up to the next
+    pooling layer: the sum of their reaches (each one's output is computed on a grid one
+    reach narrower, so that no tap leaves the array; see :class:`_Grid`)."""
+    border = [0] * d
+    for layer in prefix[start:]:
+        if isinstance(layer, AvgPool):
+            break
         if isinstance(layer, Conv):
             for i, k in enumerate(layer.filter_shape):
-                margin[i] = max(margin[i], *_spatial.pads(64, k, 1, "SAME"))
-    return tuple(margin)
+                border[i] += max(_spatial.pads(64, k, 1, "SAME"))
+    return tuple(border)
 
 
 def _pair_products(y1: jax.Array, y2: jax.Array) -> jax.Array:
@@ -186,99 +185,129 @@ def _activation_variances(prefix, x: jax.Array) -> dict[int, jax.Array]:
     return out
 
 
-def _conv_step(flat, z, conv: Conv, activation, q, tol, want_ntk: bool):
-    """``Conv`` then (if given) ``activation`` on the padded pair layout: the taps' last pass,
-    the affine map, the activation and the zeroing of the padding in one loop per output."""
+def _conv_step(grid, z, conv: Conv, activation, q, tol, want_ntk: bool):
+    """``Conv`` then (if given) ``activation`` on the bordered pair layout: one loop per output
+    (NNGP, NTK), each from the taps to the zeroed border, their results materialized."""
     w2, b2 = conv.w_std**2, conv.b_std**2
-    taps = flat.taps(z[0], conv.filter_shape)
+    nngp_in, ntk_in, start = z
+    taps, stop = grid.taps(nngp_in, start, conv.filter_shape)
     nngp = w2 * taps + b2
-    if z[1] is None:
-        ntk = nngp if want_ntk else None  # Θ' = Σ' on an input NTK of 0
+    # The NTK's loop sums the taps in the other order: XLA's CSE then does not merge the two
+    # loops' shared work (the correlation and its square root) into an array that each of them
+    # reads back (3 memory passes more per layer, 1.4x the pair time; equal to rounding).
+    ntk_nngp = w2 * grid.taps(nngp_in, start, conv.filter_shape, reverse=True)[0] + b2
+    if ntk_in is None:
+        ntk = ntk_nngp if want_ntk else None  # Θ' = Σ' on an input NTK of 0
     else:
-        ntk = w2 * flat.taps(z[1], conv.filter_shape) + nngp
+        ntk = w2 * grid.taps(ntk_in, start, conv.filter_shape)[0] + ntk_nngp
     if activation is not None:
-        qa, qb = q[0][:, None, :, None], q[1][None, :, None, :]
-        t, t_dot = activation._pair(qa, qb, nngp, tol)
-        nngp, ntk = t, None if ntk is None else ntk * t_dot
-    return flat.store(nngp), None if ntk is None else flat.store(ntk)
+        span = slice(stop, grid.length - stop)
+        qa, qb = q[0][:, None, span, None], q[1][None, :, None, span]
+        nngp = activation._pair(qa, qb, nngp, tol)[0]
+        if ntk is not None:
+            ntk = ntk * activation._pair(qa, qb, ntk_nngp, tol)[1]
+    nngp, ntk = grid.store(nngp, stop), None if ntk is None else grid.store(ntk, stop)
+    return (*_materialized((nngp, ntk)), stop)
 
 
-class _Flat:
-    """The padded pair layout of pixel-pair covariances of inputs of ``sizes`` (see the
-    module docstring): ``(n1, n2, R + 2M, R + 2M)``, ``R = prod(P + 2m)`` padded pixels."""
+def _materialized(arrays: tuple) -> tuple:
+    """``arrays`` unchanged, computed before anything that reads them.
 
-    def __init__(self, sizes: tuple[int, ...], margin: tuple[int, ...]) -> None:
-        self.sizes, self.margin = tuple(sizes), tuple(margin)
-        self.padded = tuple(n + 2 * m for n, m in zip(sizes, margin, strict=True))
-        # Flat stride of each spatial axis among the padded pixels.
+    XLA's CPU backend would otherwise fuse a layer's activation into the next layer's
+    convolution and compute it once per filter tap (and ``optimization_barrier`` does not stop
+    its fusion); the operands and results of a conditional are materialized. The predicate is
+    true for every value (NaN included), unknown to the compiler.
+    """
+    first = arrays[0][(0,) * arrays[0].ndim]
+    always = (first == first) | (first != first)
+    return jax.lax.cond(
+        always, lambda a: a, lambda a: jax.tree_util.tree_map(jnp.zeros_like, a), arrays
+    )
+
+
+class _Grid:
+    """Pixel-pair covariances of inputs of ``sizes`` on the grid of pixels bordered by
+    ``border`` zeros per axis, flattened: ``(n1, n2, R, R)``, ``R = prod(P + 2b)``, rows the
+    first image's pixel, columns the second's.
+
+    A convolution's tap ``d`` reads ``Σ[p + d, p' + d]``, the entry ``Δ = Σ_i d_i S_i`` rows and
+    columns away (``S_i`` the flat stride of axis ``i``): a slice. Each convolution's output is
+    computed on the rows and columns ``[s, n − s)`` of its input (``s`` its largest ``|Δ|``),
+    so that no tap leaves the array and nothing is padded after the activation (XLA's CPU
+    backend runs an activation fused into a pad several times slower than alone); the
+    border, the sum of the reaches of a group's convolutions, keeps every image pixel and the
+    zeros the taps of an image pixel read. An array covers the flat pixels ``[start,
+    R − start)``.
+    """
+
+    def __init__(self, sizes: tuple[int, ...], border: tuple[int, ...]) -> None:
+        self.sizes, self.border = tuple(sizes), tuple(border)
+        self.padded = tuple(n + 2 * b for n, b in zip(sizes, border, strict=True))
         self.steps = tuple(math.prod(self.padded[i + 1 :]) for i in range(len(sizes)))
         self.length = math.prod(self.padded)
-        self.end = sum(m * s for m, s in zip(margin, self.steps, strict=True))
-        mask = np.ones((), bool)
-        for n, m in zip(sizes, margin, strict=True):
-            mask = mask[..., None] & np.pad(np.ones(n, bool), (m, m))
-        self._mask = mask.reshape(-1)
+        inside = np.ones((), bool)
+        for n, b in zip(sizes, border, strict=True):
+            inside = inside[..., None] & np.pad(np.ones(n, bool), (b, b))
+        self._inside = inside.reshape(-1)
+        self._pixels = np.flatnonzero(self._inside)
 
     def pad_rows(self, q: jax.Array) -> jax.Array:
-        """Per-row pixel values ``(n, *P)`` padded with 1 (a harmless variance), flat."""
-        pad = [(0, 0)] + [(m, m) for m in self.margin]
-        q = jnp.pad(q, pad, constant_values=1.0).reshape(q.shape[0], self.length)
-        return jax.lax.optimization_barrier(q)
+        """Per-row pixel values ``(n, *P)`` bordered with 1 (a harmless variance), flat."""
+        pad = [(0, 0)] + [(b, b) for b in self.border]
+        return jnp.pad(q, pad, constant_values=1.0).reshape(q.shape[0], self.length)
 
-    def wrap(self, grid: jax.Array) -> jax.Array:
-        """``(n1, n2, *P̃, *P̃)`` (zero on the padding) to ``(n1, n2, R + 2M, R + 2M)``."""
-        n1, n2 = grid.shape[:2]
-        flat = grid.reshape(n1, n2, self.length, self.length)
-        pad = [(0, 0), (0, 0), (self.end, self.end), (self.end, self.end)]
-        return jax.lax.optimization_barrier(jnp.pad(flat, pad))
+    def wrap(self, nngp: jax.Array, ntk: jax.Array | None) -> tuple:
+        """Bordered grids ``(n1, n2, *P̃, *P̃)`` (zero on the border) as ``(nngp, ntk, 0)``."""
 
-    def wrap_pair(self, nngp, ntk) -> tuple:
-        """Unpadded ``(n1, n2, *P, *P)`` covariances into the padded layout."""
-        pad = [(0, 0), (0, 0)] + [(m, m) for m in self.margin * 2]
-        return tuple(None if a is None else self.wrap(jnp.pad(a, pad)) for a in (nngp, ntk))
+        def flat(a):
+            return None if a is None else a.reshape(*a.shape[:2], self.length, self.length)
 
-    def taps(self, z: jax.Array, filter_shape) -> jax.Array:
-        """``mean_d z[o + d, o' + d]`` at every padded pixel pair ``(n1, n2, R, R)`` (garbage
-        on the padding, which :meth:`store` zeroes).
+        return flat(nngp), flat(ntk), 0
 
-        Separable: one pass per spatial axis, each a sum of shifted slices along both pixel
-        axes, the passes but the last materialized (3 + 3 loads for a 3x3 filter, not 9).
-        """
-        extent = self.end
-        for i, k in enumerate(filter_shape):
-            low, high = _spatial.pads(self.sizes[i], k, 1, "SAME")
-            reach = max(low, high) * self.steps[i]
-            size = z.shape[-1] - 2 * reach
-            total = None
-            for o in range(k):
-                start = reach + (o - low) * self.steps[i]
-                part = z[..., start : start + size, start : start + size]
-                total = part if total is None else total + part
-            extent -= reach
-            z = total if i == len(filter_shape) - 1 else jax.lax.optimization_barrier(total)
-        if extent:  # filters narrower than the margin: the centre
-            z = z[..., extent:-extent, extent:-extent]
-        return z / math.prod(filter_shape)
+    def wrap_unpadded(self, nngp: jax.Array, ntk: jax.Array | None) -> tuple:
+        """Unbordered ``(n1, n2, *P, *P)`` covariances into the layout."""
+        pad = [(0, 0), (0, 0)] + [(b, b) for b in self.border * 2]
+        return self.wrap(jnp.pad(nngp, pad), None if ntk is None else jnp.pad(ntk, pad))
 
-    def store(self, grid: jax.Array) -> jax.Array:
-        """``(n1, n2, R, R)``, zeroed on the padding and padded by the margin."""
-        mask = self._mask
-        grid = jnp.where(mask[:, None] & mask[None, :], grid, jnp.zeros((), grid.dtype))
-        pad = [(0, 0), (0, 0), (self.end, self.end), (self.end, self.end)]
-        return jax.lax.optimization_barrier(jnp.pad(grid, pad))
+    def taps(
+        self, z: jax.Array, start: int, filter_shape, reverse: bool = False
+    ) -> tuple[jax.Array, int]:
+        """``(mean_d z[o + d, o' + d], stop)``: the convolution's box filter on the rows and
+        columns ``[stop, R − stop)`` of the grid (values on the border are not zeroed)."""
+        lows = [
+            _spatial.pads(n, k, 1, "SAME")[0] for n, k in zip(self.sizes, filter_shape, strict=True)
+        ]
+        reach = sum(
+            max(_spatial.pads(n, k, 1, "SAME")) * s
+            for n, k, s in zip(self.sizes, filter_shape, self.steps, strict=True)
+        )
+        size = z.shape[-1] - 2 * reach
+        total = None
+        offsets_all = list(np.ndindex(*filter_shape))
+        for offsets in reversed(offsets_all) if reverse else offsets_all:
+            shift = sum((o - lo) * s for o, lo, s in zip(offsets, lows, self.steps, strict=True))
+            first = reach + shift
+            part = z[..., first : first + size, first : first + size]
+            total = part if total is None else total + part
+        return total * (1.0 / math.prod(filter_shape)), start + reach
+
+    def store(self, grid: jax.Array, start: int) -> jax.Array:
+        """``grid`` on the pixels ``[start, R − start)``, zeroed on the border."""
+        inside = self._inside[start : self.length - start]
+        return jnp.where(inside[:, None] & inside[None, :], grid, jnp.zeros((), grid.dtype))
 
     def unwrap(self, z: tuple) -> tuple:
-        """The padded layout back to unpadded ``(n1, n2, *P, *P)`` ``(nngp, ntk)``."""
-        index = tuple(slice(m, m + n) for n, m in zip(self.sizes, self.margin, strict=True))
+        """The layout back to unbordered ``(n1, n2, *P, *P)`` ``(nngp, ntk)``."""
+        nngp, ntk, start = z
+        pixels = self._pixels - start
 
         def one(a):
-            a = a[..., self.end : self.end + self.length, self.end : self.end + self.length]
-            a = a.reshape(*a.shape[:2], *self.padded * 2)
-            return a[(Ellipsis, *index, *index)]
+            a = jnp.take(jnp.take(a, pixels, axis=2), pixels, axis=3)
+            return a.reshape(*a.shape[:2], *self.sizes * 2)
 
-        return tuple(None if a is None else one(a) for a in z)
+        return one(nngp), None if ntk is None else one(ntk)
 
     def total(self, z: tuple) -> tuple:
-        """The global average of the NNGP (and NTK) over all pixel pairs (zero padding)."""
+        """The global average of the NNGP (and NTK) over all pixel pairs (zero border)."""
         count = math.prod(self.sizes) ** 2
-        return tuple(None if a is None else jnp.sum(a, axis=(2, 3)) / count for a in z)
+        return tuple(None if a is None else jnp.sum(a, axis=(2, 3)) / count for a in z[:2])
