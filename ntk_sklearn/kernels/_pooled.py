@@ -62,6 +62,13 @@ def supports(layers, layouts) -> bool:
     )
 
 
+def pair_size(layers, row_shape: tuple[int, ...]) -> int:
+    """Entries per row pair of the widest array of :func:`propagate` (the bordered input)."""
+    gap = next(i for i, layer in enumerate(layers) if isinstance(layer, GlobalAvgPool))
+    border = _border(layers[:gap], 0, len(row_shape) - 1)
+    return math.prod(n + 2 * b for n, b in zip(row_shape[:-1], border, strict=True)) ** 2
+
+
 def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> KernelState:
     """The NNGP (and NTK) of every row pair of ``x1`` x ``x2`` through ``layers``.
 
@@ -81,7 +88,8 @@ def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> 
     sizes = tuple(x1.shape[1:-1])
     grid = _Grid(sizes, _border(prefix, 0, d))
     pad = [(0, 0)] + [(b, b) for b in grid.border] + [(0, 0)]
-    z = grid.wrap(_pair_products(jnp.pad(x1, pad), jnp.pad(x2, pad)) / fan_in, None)
+    products = _pair_products(jnp.pad(x1, pad), jnp.pad(x2, pad)) / fan_in
+    z = grid.wrap(*_materialized((products,)), None)
     ntk_zero, dense = want_ntk, None  # dense: (nngp, ntk) in the unpadded (n1, n2, *P, *P) layout
     i = 0
     while i < len(prefix):
@@ -98,7 +106,9 @@ def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> 
                 q = (grid.pad_rows(variances1[i + 1]), grid.pad_rows(variances2[i + 1]))
                 tol = rounding * jnp.finfo(x1.dtype).eps
                 rounding, i = 8.0, i + 1
-            z = _conv_step(grid, z, layer, activation, q, tol, want_ntk)
+            # Before the global average, each output is reduced in its own loop, not stored.
+            last = i + 1 == len(prefix)
+            z = _conv_step(grid, z, layer, activation, q, tol, want_ntk, not last)
             ntk_zero = False
         elif isinstance(layer, Activation):
             if layer.activation != "identity":
@@ -115,9 +125,7 @@ def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> 
         else:  # AvgPool
             if dense is None:
                 dense = grid.unwrap(z)
-            dense = tuple(
-                None if a is None else _spatial.pool_full(a, *_window(layer)) for a in dense
-            )
+            dense = tuple(None if a is None else _pool(a, layer) for a in dense)
             sizes = layer.output_shape(sizes)
         i += 1
 
@@ -135,8 +143,21 @@ def propagate(layers, layouts, x1: jax.Array, x2: jax.Array, want_ntk: bool) -> 
     return state
 
 
-def _window(layer: AvgPool):
-    return layer.window_shape, layer.strides, layer.padding
+def _pool(a: jax.Array, layer: AvgPool) -> jax.Array:
+    """``AvgPool`` of pixel-pair covariances ``(n1, n2, *P, *P)``: non-overlapping windows
+    that tile the input (Myrtle's 2x2) as one mean over reshaped axes, else
+    :func:`_spatial.pool_full`."""
+    d = (a.ndim - 2) // 2
+    sizes = a.shape[2 : 2 + d]
+    window, strides = layer.window_shape, layer.strides
+    if (
+        layer.padding != "VALID"
+        or window != strides
+        or any(n % k for n, k in zip(sizes, window, strict=True))
+    ):
+        return _spatial.pool_full(a, window, strides, layer.padding)
+    shape = [n for n, k in zip(sizes * 2, window * 2, strict=True) for n in (n // k, k)]
+    return a.reshape(*a.shape[:2], *shape).mean(axis=tuple(range(3, 2 + 4 * d, 2)))
 
 
 def _border(prefix, start: int, d: int) -> tuple[int, ...]:
@@ -185,7 +206,7 @@ def _activation_variances(prefix, x: jax.Array) -> dict[int, jax.Array]:
     return out
 
 
-def _conv_step(grid, z, conv: Conv, activation, q, tol, want_ntk: bool):
+def _conv_step(grid, z, conv: Conv, activation, q, tol, want_ntk: bool, materialize: bool):
     """``Conv`` then (if given) ``activation`` on the bordered pair layout: one loop per output
     (NNGP, NTK), each from the taps to the zeroed border, their results materialized."""
     w2, b2 = conv.w_std**2, conv.b_std**2
@@ -207,7 +228,7 @@ def _conv_step(grid, z, conv: Conv, activation, q, tol, want_ntk: bool):
         if ntk is not None:
             ntk = ntk * activation._pair(qa, qb, ntk_nngp, tol)[1]
     nngp, ntk = grid.store(nngp, stop), None if ntk is None else grid.store(ntk, stop)
-    return (*_materialized((nngp, ntk)), stop)
+    return (*(_materialized((nngp, ntk)) if materialize else (nngp, ntk)), stop)
 
 
 def _materialized(arrays: tuple) -> tuple:
@@ -299,11 +320,11 @@ class _Grid:
     def unwrap(self, z: tuple) -> tuple:
         """The layout back to unbordered ``(n1, n2, *P, *P)`` ``(nngp, ntk)``."""
         nngp, ntk, start = z
-        pixels = self._pixels - start
+        index = tuple(slice(b, b + n) for n, b in zip(self.sizes, self.border, strict=True))
 
         def one(a):
-            a = jnp.take(jnp.take(a, pixels, axis=2), pixels, axis=3)
-            return a.reshape(*a.shape[:2], *self.sizes * 2)
+            a = jnp.pad(a, [(0, 0), (0, 0), (start, start), (start, start)])
+            return a.reshape(*a.shape[:2], *self.padded * 2)[(Ellipsis, *index, *index)]
 
         return one(nngp), None if ntk is None else one(ntk)
 

@@ -265,7 +265,10 @@ class Serial:
     def _block_size(self, row_shape, dtype, block_size, want_ntk: bool) -> int:
         if block_size is not None:
             return check_int(block_size, "block_size", low=1)
-        pair_size = self._pair_size(row_shape)
+        entries, pair_size = self._plan(tuple(row_shape))
+        if _pooled.supports(self.layers, entries):
+            # Its widest array: all pixel pairs of the bordered input grid.
+            pair_size = max(pair_size, _pooled.pair_size(self.layers, row_shape))
         per_pair = pair_size * dtype.itemsize * _WORK_FACTOR * (2 + 2 * want_ntk)
         rows = math.isqrt(TILE_BYTES // per_pair)
         if pair_size > 1:
