@@ -19,16 +19,22 @@ from ntk_sklearn.kernels import (
     GlobalAvgPool,
     Identity,
     Relu,
+    _pooled,
+    _serial,
     kernel_matrices,
     serial,
 )
-from ntk_sklearn.kernels import _pooled, _serial
 
 
 def _generic(monkeypatch, fn):
     with monkeypatch.context() as m:
         m.setattr(_pooled, "supports", lambda *args: False)
         return fn()
+
+
+def _jitted(stack, x1, x2):
+    """``kernel_matrices`` compiled afresh (traced with the path in force now)."""
+    return jax.jit(lambda a, b: kernel_matrices(stack, a, b))(jnp.asarray(x1), jnp.asarray(x2))
 
 
 def _uses_fast_path(stack, row_shape) -> bool:
@@ -91,27 +97,32 @@ def _inputs(shape, n1=3, n2=2, seed=0):
     return x1, x2
 
 
-@pytest.mark.parametrize("name", list(CASES))
+_SLOW = ("myrtle-5, 8x8", "activation first, even filter, AvgPool, 10 channels, Identity tail")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in CASES]
+)
 def test_fast_path_equals_generic_float64(name, monkeypatch):
     stack, shape = CASES[name]
     assert _uses_fast_path(stack, shape)
     x1, x2 = _inputs(shape)
     with jax.enable_x64(True):
-        fast = kernel_matrices(stack, jnp.asarray(x1), jnp.asarray(x2))
-        slow = _generic(
-            monkeypatch, lambda: kernel_matrices(stack, jnp.asarray(x1), jnp.asarray(x2))
-        )
+        fast = _jitted(stack, x1, x2)
+        slow = _generic(monkeypatch, lambda: _jitted(stack, x1, x2))
     for a, b in zip(fast, slow, strict=True):
         assert a.dtype == np.float64
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14 * np.abs(b).max())
 
 
-@pytest.mark.parametrize("name", ["cntk-gap, 7x9 images", "myrtle-5, 8x8"])
+@pytest.mark.parametrize(
+    "name", ["cntk-gap, 7x9 images", pytest.param("myrtle-5, 8x8", marks=pytest.mark.slow)]
+)
 def test_fast_path_equals_generic_float32(name, monkeypatch):
     stack, shape = CASES[name]
     x1, x2 = (x.astype(np.float32) for x in _inputs(shape))
-    fast = kernel_matrices(stack, jnp.asarray(x1), jnp.asarray(x2))
-    slow = _generic(monkeypatch, lambda: kernel_matrices(stack, jnp.asarray(x1), jnp.asarray(x2)))
+    fast = _jitted(stack, x1, x2)
+    slow = _generic(monkeypatch, lambda: _jitted(stack, x1, x2))
     for a, b in zip(fast, slow, strict=True):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=2e-5)
@@ -163,6 +174,7 @@ def test_gradients_with_respect_to_stds(monkeypatch):
         np.testing.assert_allclose(a, c, rtol=1e-7)
 
 
+@pytest.mark.slow
 def test_nngp_only_and_ntk_only(monkeypatch):
     stack, shape = CASES["myrtle-5, 8x8"]
     x1, x2 = _inputs(shape)

@@ -1,27 +1,32 @@
-"""All-pixel-pair kernels before a global average pool, in a padded flat layout (pure JAX).
+"""All-pixel-pair kernels before a global average pool, on a bordered flat grid (pure JAX).
 
 A stack read out by ``GlobalAvgPool`` (CNTK-GAP, Arora et al. 2019; Myrtle, Shankar et al.
 2020) carries every pixel pair ``Σ[p, p']``, ``(H·W)²`` numbers per image pair. The generic
 ``"full"`` layout runs each layer as XLA's padded, strided 4-D window loops and carries the rows'
-own covariances ``Σ(x, x)`` along, also ``(H·W)²`` each; this path instead
+own covariances ``Σ(x, x)`` along, also ``(H·W)²`` each (3x the work of a one-pair tile). This
+path instead
 
-* stores a pair's covariances as one flat vector of the zero-padded grid ``(*P̃, *P̃)``
-  (``P̃ = P + 2m``, ``m`` the widest filter's half-width), with a margin of ``M`` zeros at both
-  ends: the convolution's taps ``Σ[p + d, p' + d]`` are then contiguous slices at the flat
-  offsets ``k_d = Σ_i d_i (S_i + S'_i)`` (``S``, ``S'`` the flat strides of the two pixels), so
-  that ``Σ'[o, o'] = w² / prod(k) · Σ_d Σ[o + d, o' + d] + b²`` is ``prod(k)`` shifted loads, and
-  the activation that follows runs in the same loop, its output zeroed on the padding (the
-  convolution's zero padding of the next layer) and written once;
-* packs NNGP and NTK as the real and imaginary parts of one array (one loop computes the shared
-  correlation and angle for both, :meth:`KernelState.pack`);
-* takes the per-pixel variances ``Σ(x, x)[p, p]`` that the activations need from a separate pass
-  over each row alone in the cheapest layout that holds them (same-pixel; a band before local
-  pooling), ``O(H·W)`` per row instead of ``O((H·W)²)`` per row per tile;
-* ends with the global average as a sum over the flat vector (the padding holds zeros).
+* stores a pair's covariances as ``(R, R)``: rows the first image's pixel, columns the
+  second's, on the grid of pixels bordered by ``b`` zeros per axis, flattened (``R =
+  prod(P + 2b)``). A convolution's tap ``d`` reads ``Σ[p + d, p' + d]``, the entry ``Δ =
+  Σ_i d_i S_i`` rows and columns away (``S_i`` the flat stride of axis ``i``): a slice, so that
+  ``Σ'[o, o'] = w² / prod(k) · Σ_d Σ[o + d, o' + d] + b²`` is ``prod(k)`` shifted loads fused
+  with the activation that follows, whose output is zeroed on the border (the next
+  convolution's zero padding);
+* computes each convolution's output on a grid one reach narrower than its input (no tap leaves
+  the array, nothing is padded: XLA's CPU backend ran an activation fused into a pad 5-7x
+  slower than alone); the border, the sum of the reaches of a group's convolutions, keeps every
+  image pixel and the zeros its taps read (:class:`_Grid`);
+* runs one loop per layer for the NNGP and one for the NTK, each materialized once
+  (:func:`_materialized`), and reduces the last one directly into the global average;
+* takes the per-pixel variances ``Σ(x, x)[p, p]`` that the activations need from a pass over
+  each row alone in the cheapest layout that holds them (same-pixel; a band before ``AvgPool``),
+  ``O(H·W)`` per row instead of ``O((H·W)²)`` per row per tile.
 
 Stacks it takes (:func:`supports`): ``Conv`` (NTK parameterization, stride 1, "SAME"),
-activations and ``AvgPool`` before the first ``GlobalAvgPool``, and only ``Dense`` or
-``Identity`` after it; the others run through the generic layers.
+activations and ``AvgPool`` before the first ``GlobalAvgPool``, and only ``Dense`` (NTK
+parameterization) or ``Identity`` after it; the others run through the generic layers. The
+results equal the generic path's to rounding (``tests/test_pooled.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ from ntk_sklearn.kernels import _plan, _spatial
 from ntk_sklearn.kernels._activation_layer import Activation
 from ntk_sklearn.kernels._layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool
 from ntk_sklearn.kernels._state import KernelState, input_state, pixel_variances
+
+#: Working memory of a tile of these stacks on an accelerator (GPU, TPU): image pairs batched
+#: into one fused loop per layer rather than the CPU's one pair per tile, whose arrays stay
+#: near its caches. Not measured (no GPU was lent to this work); 4 GiB fits every current
+#: data-centre GPU with room for the tiles in flight.
+ACCELERATOR_TILE_BYTES = 4 * 2**30
 
 
 def supports(layers, layouts) -> bool:
@@ -232,13 +243,16 @@ def _conv_step(grid, z, conv: Conv, activation, q, tol, want_ntk: bool, material
 
 
 def _materialized(arrays: tuple) -> tuple:
-    """``arrays`` unchanged, computed before anything that reads them.
+    """``arrays`` unchanged, computed before anything that reads them (on the CPU).
 
     XLA's CPU backend would otherwise fuse a layer's activation into the next layer's
-    convolution and compute it once per filter tap (and ``optimization_barrier`` does not stop
-    its fusion); the operands and results of a conditional are materialized. The predicate is
-    true for every value (NaN included), unknown to the compiler.
+    convolution and compute it once per filter tap (``optimization_barrier`` does not stop its
+    fusion); the operands and results of a conditional are materialized. The predicate is true
+    for every value (NaN included), unknown to the compiler. Other backends decide their own
+    fusion (a conditional would cost a GPU a host round trip): unchanged there.
     """
+    if jax.default_backend() != "cpu":
+        return arrays
     first = arrays[0][(0,) * arrays[0].ndim]
     always = (first == first) | (first != first)
     return jax.lax.cond(
