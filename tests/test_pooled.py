@@ -204,3 +204,19 @@ def test_other_stacks_take_the_generic_path(layers):
 def test_resnet_takes_the_generic_path():
     stack = make_stack("resnet", depth=1, image_shape=(8, 8, 3))
     assert not _uses_fast_path(stack, (8, 8, 3))
+
+
+def test_cpu_sub_blocks_equal_one_block(monkeypatch):
+    """A tile larger than ``CPU_BLOCK_BYTES`` loops over sub-blocks of rows (here 2 x 2, the
+    rows padded): the same kernels as one block."""
+    stack, shape = CASES["cntk-gap, 7x9 images"]
+    x1, x2 = _inputs(shape, n1=3, n2=5)
+    with jax.enable_x64(True):
+        whole = _jitted(stack, x1, x2)
+        entry = _pooled.pair_size(stack.layers, shape) * 8
+        with monkeypatch.context() as m:
+            m.setattr(_pooled, "CPU_BLOCK_BYTES", 4 * entry)
+            blocked = _jitted(stack, x1, x2)
+    for a, b in zip(blocked, whole, strict=True):
+        assert a.shape == (3, 5)
+        np.testing.assert_allclose(a, b, rtol=1e-13)

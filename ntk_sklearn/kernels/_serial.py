@@ -267,11 +267,11 @@ class Serial:
             return check_int(block_size, "block_size", low=1)
         entries, pair_size = self._plan(tuple(row_shape))
         tile_bytes, array_bytes = TILE_BYTES, SPATIAL_ARRAY_BYTES
-        if _pooled.supports(self.layers, entries):
-            # Its widest array: all pixel pairs of the bordered input grid.
+        if jax.default_backend() != "cpu" and _pooled.supports(self.layers, entries):
+            # Image pairs batched into each fused loop; its widest array: all pixel pairs of
+            # the bordered input grid.
             pair_size = max(pair_size, _pooled.pair_size(self.layers, row_shape))
-            if jax.default_backend() != "cpu":
-                tile_bytes = array_bytes = _pooled.ACCELERATOR_TILE_BYTES
+            tile_bytes = array_bytes = _pooled.ACCELERATOR_TILE_BYTES
         per_pair = pair_size * dtype.itemsize * _WORK_FACTOR * (2 + 2 * want_ntk)
         rows = math.isqrt(tile_bytes // per_pair)
         if pair_size > 1:
