@@ -32,7 +32,7 @@ import numpy as np
 from ntk_sklearn._memory import check_memory
 from ntk_sklearn._progress import Progress
 from ntk_sklearn._validation import KERNEL_NAMES, as_array, check_int, is_traced, parse_get
-from ntk_sklearn.kernels import _plan, _tiling
+from ntk_sklearn.kernels import _plan, _pooled, _tiling
 from ntk_sklearn.kernels._branching import FanOut, Parallel, _FanIn
 from ntk_sklearn.kernels._layers import Layer
 from ntk_sklearn.kernels._plan import Bound, layout_of
@@ -265,11 +265,17 @@ class Serial:
     def _block_size(self, row_shape, dtype, block_size, want_ntk: bool) -> int:
         if block_size is not None:
             return check_int(block_size, "block_size", low=1)
-        pair_size = self._pair_size(row_shape)
+        entries, pair_size = self._plan(tuple(row_shape))
+        tile_bytes, array_bytes = TILE_BYTES, SPATIAL_ARRAY_BYTES
+        if jax.default_backend() != "cpu" and _pooled.supports(self.layers, entries):
+            # Image pairs batched into each fused loop; its widest array: all pixel pairs of
+            # the bordered input grid.
+            pair_size = max(pair_size, _pooled.pair_size(self.layers, row_shape))
+            tile_bytes = array_bytes = _pooled.ACCELERATOR_TILE_BYTES
         per_pair = pair_size * dtype.itemsize * _WORK_FACTOR * (2 + 2 * want_ntk)
-        rows = math.isqrt(TILE_BYTES // per_pair)
+        rows = math.isqrt(tile_bytes // per_pair)
         if pair_size > 1:
-            rows = min(rows, math.isqrt(SPATIAL_ARRAY_BYTES // (pair_size * dtype.itemsize)))
+            rows = min(rows, math.isqrt(array_bytes // (pair_size * dtype.itemsize)))
         return int(max(1, min(MAX_BLOCK_SIZE, rows)))
 
     def _check_finite(self, values: np.ndarray, name: str, x) -> None:
@@ -460,6 +466,10 @@ def _run_runs(runs, flip_invariant: bool, x1, x2, want_ntk: bool) -> KernelState
 
 def _propagate(runs, x1, x2, want_ntk: bool) -> KernelState:
     """``_run`` without the flip average."""
+    if x2 is not None:
+        layers, layouts = _unrolled(runs)
+        if _pooled.supports(layers, layouts):
+            return _pooled.propagate(layers, layouts, x1, x2, want_ntk)
     state = input_state(x1, x2, layout_of(runs[0].layouts[0]), want_ntk)
     for run in runs:
         if run.count == 1:
@@ -473,6 +483,17 @@ def _propagate(runs, x1, x2, want_ntk: bool) -> KernelState:
         else:
             state = _scan_groups(run.group, run.layouts, run.count, state)
     return state.unpack()
+
+
+def _unrolled(runs) -> tuple[tuple, tuple]:
+    """The layers of ``runs`` one by one (a repeated group's leaves taken apart) and their plan
+    entries."""
+    layers, layouts = [], []
+    for run in runs:
+        for j in range(run.count):
+            layers += run.group if run.count == 1 else _take(run.group, j)
+            layouts += run.layouts
+    return tuple(layers), tuple(layouts)
 
 
 @dataclasses.dataclass(frozen=True)
