@@ -3,9 +3,9 @@
 A stack runs as groups of layers repeated ``count`` times (:class:`_Run`, found by
 :func:`_runs` and :func:`_repeat_at`); a repeated group runs as one ``lax.scan`` loop
 (:func:`_scan_groups`), so that compile time stays flat in the depth. Between layers each state
-is narrowed to the pixel pairs the rest of the stack reads (:func:`_narrow`). :func:`kernel_matrices` is the public,
-unblocked entry point (for ``jax.jit``/``jax.grad``); ``Serial.__call__`` runs the same code in
-compiled tiles (``_compiled_tiles.py``).
+is narrowed to the pixel pairs the rest of the stack reads (:func:`_narrow`).
+:func:`kernel_matrices` is the public, unblocked entry point (for ``jax.jit``/``jax.grad``);
+``Serial.__call__`` runs the same code in compiled tiles (``_compiled_tiles.py``).
 """
 
 from __future__ import annotations
