@@ -187,12 +187,9 @@ class Serial:
                     continue
                 tile = np.asarray(tile)[: rows.stop - rows.start, : cols.stop - cols.start]
                 self._check_finite(tile, name, x1 if symmetric else None)
-                if symmetric and i == j:
-                    # Entries (a, b) and (b, a) of a diagonal tile differ by rounding; keep one.
-                    tile = np.triu(tile) + np.triu(tile, 1).T
-                out[name][rows, cols] = tile
-                if symmetric and i != j:
-                    out[name][cols, rows] = tile.T
+                # Of x2=None, a diagonal tile keeps its upper triangle (entries (a, b) and (b, a)
+                # differ by rounding) and an off-diagonal one is mirrored below the diagonal.
+                _tiling.store_tile(out[name], rows, cols, tile, symmetric)
 
         progress = Progress(f"{'+'.join(names).upper()} {n1}x{n2}", len(index), verbose)
         _tiling.run_tiles([(blocks1[i], blocks2[j]) for i, j in index], compute, store, progress)
