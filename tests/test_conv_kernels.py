@@ -29,7 +29,8 @@ from ntk_sklearn.kernels import (
     Layer,
     Relu,
     Serial,
-    _serial,
+    _compiled_tiles,
+    _composition,
     fc_kernel,
     fc_stack,
     kernel_matrices,
@@ -211,7 +212,7 @@ def test_local_pooling_bands_equal_all_pixel_pairs(name, shape):
     x1, x2 = rng.normal(size=(3, *shape)), rng.normal(size=(4, *shape))
     x2[0] = x1[1]
     all_pairs = tuple(layout if layout == "fc" else "full" for layout in layouts)
-    run = jax.jit(_serial._run, static_argnums=(3, 4))
+    run = jax.jit(_composition._run, static_argnums=(3, 4))
     band = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, None)
     full = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, all_pairs)
     for got, want in ((band.nngp, full.nngp), (band.ntk, full.ntk)):
@@ -675,8 +676,6 @@ def test_jax_scalar_hyperparameters_are_accepted():
 @pytest.mark.slow
 def test_repeated_layers_run_as_a_loop_equal_the_unrolled_stack(monkeypatch):
     """Runs of identical groups (with or without hyperparameters) go through lax.scan."""
-    from ntk_sklearn.kernels import _serial
-
     x = np.random.default_rng(8).normal(size=(5, 6))
     stacks = [
         serial(Dense(1.2), Relu(), Relu(), Relu(), Dense(1.2)),
@@ -685,8 +684,8 @@ def test_repeated_layers_run_as_a_loop_equal_the_unrolled_stack(monkeypatch):
     ]
     images = np.random.default_rng(8).normal(size=(3, 5, 5, 2))
     looped = [s(images if i == 2 else x) for i, s in enumerate(stacks)]
-    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS", 10**6)
-    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
+    monkeypatch.setattr(_composition, "_MIN_SCAN_REPEATS", 10**6)
+    monkeypatch.setattr(_composition, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
     jax.clear_caches()
     for i, s in enumerate(stacks):
         unrolled = s(images if i == 2 else x)
@@ -727,8 +726,8 @@ def test_scanned_layers_equal_unrolled(name, monkeypatch):
         return entries(1.3), stack.diag(np.asarray(x)), grad_w, grad_x
 
     scanned = run()
-    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS", 10**6)
-    monkeypatch.setattr(_serial, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
+    monkeypatch.setattr(_composition, "_MIN_SCAN_REPEATS", 10**6)
+    monkeypatch.setattr(_composition, "_MIN_SCAN_REPEATS_IMAGES", 10**6)
     jax.clear_caches()  # the jitted diag tiles were traced with the scan
     unrolled = run()
     jax.clear_caches()
@@ -760,15 +759,15 @@ def test_image_tiles_without_a_known_compile_option(monkeypatch):
     stack = DEEP_STACKS["two"]
     x = _images(4, seed=5)
     expected = kernel_matrices(stack, jnp.asarray(x))
-    monkeypatch.setattr(_serial, "_XLA_LOOP_OPTIONS", {"xla_cpu_no_such_option": True})
-    _serial._tile_options.cache_clear()
-    _serial._compiled.cache_clear()
+    monkeypatch.setattr(_compiled_tiles, "_XLA_LOOP_OPTIONS", {"xla_cpu_no_such_option": True})
+    _compiled_tiles._tile_options.cache_clear()
+    _compiled_tiles._compiled.cache_clear()
     try:
-        assert _serial._xla_loops(stack, x.shape[1:])
-        assert "xla_cpu_no_such_option" not in _serial._tile_options(True)
+        assert _compiled_tiles._xla_loops(stack, x.shape[1:])
+        assert "xla_cpu_no_such_option" not in _compiled_tiles._tile_options(True)
         got = stack(x)
     finally:
-        _serial._tile_options.cache_clear()
-        _serial._compiled.cache_clear()
+        _compiled_tiles._tile_options.cache_clear()
+        _compiled_tiles._compiled.cache_clear()
     np.testing.assert_allclose(got.nngp, expected.nngp, rtol=1e-13)
     np.testing.assert_allclose(got.ntk, expected.ntk, rtol=1e-13)

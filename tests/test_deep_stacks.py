@@ -16,6 +16,8 @@ from ntk_sklearn.kernels import (
     Flatten,
     Identity,
     Relu,
+    _compiled_tiles,
+    _composition,
     _serial,
     fc_stack,
     kernel_matrices,
@@ -66,7 +68,7 @@ def test_deep_stack_with_different_stds_per_layer_matches_the_closed_form(images
     got = stack(x1, x2)
     np.testing.assert_allclose(got.nngp, sigma, rtol=1e-11)
     np.testing.assert_allclose(got.ntk, theta, rtol=1e-11)
-    runs = _serial._runs(stack.layers, stack.layouts(shape), np.float64)
+    runs = _composition._runs(stack.layers, stack.layouts(shape), np.float64)
     assert max(run.count for run in runs) == depth  # one run of repeated groups
 
 
@@ -77,8 +79,8 @@ def test_compiled_tile_takes_the_same_arguments_at_any_depth():
 
     def tile(depth):
         stack = serial(*[Conv(w_std=1.4, b_std=0.1), Relu()] * depth, Flatten(), Dense())
-        runs = _serial._runs(stack.layers, stack.layouts(x.shape[1:]), np.float64)
-        lowered = jax.jit(_serial._grid_kernels, static_argnums=(3, 4)).lower(
+        runs = _composition._runs(stack.layers, stack.layouts(x.shape[1:]), np.float64)
+        lowered = jax.jit(_compiled_tiles._grid_kernels, static_argnums=(3, 4)).lower(
             runs, x, x, False, True
         )
         return len(jax.tree_util.tree_leaves(runs)), lowered.as_text().count("\n")

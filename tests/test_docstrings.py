@@ -11,6 +11,7 @@ MODULES = [
     pytest.param("ntk_sklearn.estimators._evidence", marks=pytest.mark.slow),
     pytest.param("ntk_sklearn.kernels._fc", marks=pytest.mark.slow),
     pytest.param("ntk_sklearn.kernels._serial", marks=pytest.mark.slow),
+    "ntk_sklearn.kernels._composition",
     "ntk_sklearn.preprocessing",
     "ntk_sklearn.architectures",
     "ntk_sklearn.solvers",

@@ -22,6 +22,7 @@ from ntk_sklearn.kernels import (
     Flatten,
     GlobalAvgPool,
     Relu,
+    _composition,
     _serial,
     _tiling,
     serial,
@@ -70,7 +71,7 @@ def test_strided_unit_pool_subsamples_pixels():
     stack = serial(Conv(w_std=1.4, b_std=0.1), Relu(), AvgPool((1, 1), (2, 2)), *tail)
     layouts = stack.layouts(x1.shape[1:])
     all_pairs = tuple(layout if layout == "fc" else "full" for layout in layouts)
-    run = jax.jit(_serial._run, static_argnums=(3, 4))
+    run = jax.jit(_composition._run, static_argnums=(3, 4))
     full = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, all_pairs)
     got = stack(x1, x2)
     np.testing.assert_allclose(got.nngp, full.nngp, rtol=1e-13)

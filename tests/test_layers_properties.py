@@ -22,7 +22,7 @@ from ntk_sklearn.kernels import (
     Identity,
     LayerNorm,
     Relu,
-    _serial,
+    _composition,
     kernel_matrices,
     parallel,
     serial,
@@ -190,7 +190,7 @@ def test_bands_equal_all_pairs_for_sequences_and_volumes():
         assert layouts[0][0] == "band"
         x1, x2 = _rows(shape, 3), _rows(shape, 2, seed=1)
         all_pairs = tuple(layout if layout == "fc" else "full" for layout in layouts)
-        run = jax.jit(_serial._run, static_argnums=(3, 4))
+        run = jax.jit(_composition._run, static_argnums=(3, 4))
         band = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, None)
         full = run(stack, jnp.asarray(x1), jnp.asarray(x2), True, all_pairs)
         for got, want in ((band.nngp, full.nngp), (band.ntk, full.ntk)):
@@ -203,12 +203,12 @@ def test_residual_blocks_loop_and_equal_the_unrolled_stack():
     block = _block(Conv((3, 3), w_std=1.3, b_std=0.1))
     stack = serial(Conv((3, 3), w_std=1.4), block, block, block, block, GlobalAvgPool(), Dense())
     layouts = stack.layouts((4, 4, 2))
-    depths = _serial._branch_depths(stack.layers)
-    assert _serial._repeat_at(stack.layers, layouts, depths, 1) == (3, 4)
+    depths = _composition._branch_depths(stack.layers)
+    assert _composition._repeat_at(stack.layers, layouts, depths, 1) == (3, 4)
     x1, x2 = jnp.asarray(_rows((4, 4, 2), 3)), jnp.asarray(_rows((4, 4, 2), 2, seed=1))
-    looped = jax.jit(_serial._run, static_argnums=(3,))(stack, x1, x2, True)
+    looped = jax.jit(_composition._run, static_argnums=(3,))(stack, x1, x2, True)
     state = input_state(x1, x2, layouts[0], True)
-    unrolled = _serial._apply_group(stack.layers, layouts, state)
+    unrolled = _composition._apply_group(stack.layers, layouts, state)
     np.testing.assert_allclose(looped.ntk, unrolled.ntk, rtol=1e-13)
     np.testing.assert_allclose(looped.nngp, unrolled.nngp, rtol=1e-13)
 

@@ -19,8 +19,8 @@ from ntk_sklearn.kernels import (
     GlobalAvgPool,
     Identity,
     Relu,
+    _composition,
     _pooled,
-    _serial,
     kernel_matrices,
     serial,
 )
@@ -38,8 +38,8 @@ def _jitted(stack, x1, x2):
 
 
 def _uses_fast_path(stack, row_shape) -> bool:
-    runs = _serial._runs(stack.layers, stack.layouts(row_shape), np.float32)
-    return _pooled.supports(*_serial._unrolled(runs))
+    runs = _composition._runs(stack.layers, stack.layouts(row_shape), np.float32)
+    return _pooled.supports(*_composition._unrolled(runs))
 
 
 CASES = {

@@ -16,24 +16,21 @@ from ntk_sklearn.kernels._activation_layer import (
     Sin,
 )
 from ntk_sklearn.kernels._activations import (
-    Nonlinearity,
     available_activations,
     get_activation,
     quadrature_activation,
     register_activation,
 )
+from ntk_sklearn.kernels._affine import Conv, Dense
 from ntk_sklearn.kernels._attention import GlobalSelfAttention
 from ntk_sklearn.kernels._branching import FanInConcat, FanInSum, FanOut, Parallel
+from ntk_sklearn.kernels._composition import KernelMatrices, kernel_matrices
 from ntk_sklearn.kernels._fc import fc_kernel, fc_kernel_diag, fc_stack
-from ntk_sklearn.kernels._layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Layer
+from ntk_sklearn.kernels._layers import Layer
+from ntk_sklearn.kernels._nonlinearity import Nonlinearity
 from ntk_sklearn.kernels._normalization import LayerNorm
-from ntk_sklearn.kernels._serial import (
-    KernelMatrices,
-    Serial,
-    kernel_matrices,
-    parallel,
-    serial,
-)
+from ntk_sklearn.kernels._pooling import AvgPool, Flatten, GlobalAvgPool
+from ntk_sklearn.kernels._serial import Serial, parallel, serial
 
 __all__ = [
     "Abs",

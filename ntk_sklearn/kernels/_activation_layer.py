@@ -19,11 +19,10 @@ from ntk_sklearn.kernels import _spatial
 from ntk_sklearn.kernels._activations import (
     check_negative_slope,
     check_quadrature_points,
-    correlation,
     get_activation,
-    safe_sqrt,
 )
 from ntk_sklearn.kernels._layers import Layer, Shape, Signal, _layer
+from ntk_sklearn.kernels._nonlinearity import correlation, safe_sqrt
 from ntk_sklearn.kernels._state import (
     KernelState,
     grid_variances,

@@ -13,8 +13,9 @@ import numpy as np
 
 from ntk_sklearn._validation import KERNEL_NAMES, as_matrix, check_int, parse_get
 from ntk_sklearn.kernels._activation_layer import Activation
-from ntk_sklearn.kernels._layers import Dense
-from ntk_sklearn.kernels._serial import KernelMatrices, Serial, serial
+from ntk_sklearn.kernels._affine import Dense
+from ntk_sklearn.kernels._composition import KernelMatrices
+from ntk_sklearn.kernels._serial import Serial, serial
 
 __all__ = ["KERNEL_NAMES", "as_matrix", "fc_kernel", "fc_kernel_diag", "fc_stack", "parse_get"]
 

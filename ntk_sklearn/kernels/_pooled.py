@@ -39,7 +39,8 @@ import numpy as np
 
 from ntk_sklearn.kernels import _plan, _spatial
 from ntk_sklearn.kernels._activation_layer import Activation
-from ntk_sklearn.kernels._layers import AvgPool, Conv, Dense, Flatten, GlobalAvgPool
+from ntk_sklearn.kernels._affine import Conv, Dense
+from ntk_sklearn.kernels._pooling import AvgPool, Flatten, GlobalAvgPool
 from ntk_sklearn.kernels._state import KernelState, input_state, pixel_variances
 
 #: Working memory of a tile of these stacks on an accelerator (GPU, TPU): image pairs batched
@@ -261,7 +262,7 @@ def _activation_variances(prefix, x: jax.Array) -> dict[int, jax.Array]:
     entries, _ = _plan.plan((*prefix, Flatten()), tuple(x.shape[1:]), False)
     d = x.ndim - 2
     state = input_state(x, None, _plan.layout_of(entries[0]), False)
-    from ntk_sklearn.kernels._serial import _narrow  # the state narrowing of the generic path
+    from ntk_sklearn.kernels._composition import _narrow  # the state narrowing of the generic path
 
     out = {}
     for i, (layer, entry) in enumerate(zip(prefix, entries, strict=False)):
