@@ -259,14 +259,24 @@ def _python2_batch(rows: np.ndarray, labels: list[int]) -> bytes:
 
     n = rows.shape[0]
     dtype = (
-        b"cnumpy\ndtype\n" + string(b"u1") + b"K\x00K\x01\x87R"
-        + b"(K\x03" + string(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+        b"cnumpy\ndtype\n"
+        + string(b"u1")
+        + b"K\x00K\x01\x87R"
+        + b"(K\x03"
+        + string(b"|")
+        + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
     )
     array = (
         b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nK\x00\x85"
-        + string(b"b") + b"\x87R"
-        + b"(K\x01M" + struct.pack("<H", n) + b"M\x00\x0c\x86" + dtype
-        + b"\x89" + string(rows.tobytes()) + b"tb"
+        + string(b"b")
+        + b"\x87R"
+        + b"(K\x01M"
+        + struct.pack("<H", n)
+        + b"M\x00\x0c\x86"
+        + dtype
+        + b"\x89"
+        + string(rows.tobytes())
+        + b"tb"
     )
     items = b"(K" + b"K".join(bytes([y]) for y in labels) + b"e"
     return (
@@ -893,8 +903,9 @@ def test_npz_that_is_a_renamed_npy_or_truncated(tmp_path):
     (tmp_path / "images.npy").rename(tmp_path / "renamed.npz")
     with pytest.raises(ValueError, match="renamed.npz is a .npy file"):
         load_mnist(path=tmp_path / "renamed.npz")
-    path = _write_npz_arrays(tmp_path / "cut.npz", images=np.zeros((9, 28, 28), np.uint8),
-                             labels=np.arange(9))
+    path = _write_npz_arrays(
+        tmp_path / "cut.npz", images=np.zeros((9, 28, 28), np.uint8), labels=np.arange(9)
+    )
     path.write_bytes(path.read_bytes()[:-30])
     with pytest.raises(ValueError, match="cut.npz is a corrupt or truncated .npz archive"):
         load_mnist(path=path)
@@ -948,8 +959,9 @@ def test_npz_object_arrays_are_never_unpickled(tmp_path):
     ],
 )
 def test_npz_pixels_accepted_as_integers_or_in_other_grey_layouts(tmp_path, images):
-    path = _write_npz_arrays(tmp_path / "d.npz", images=images, labels=np.arange(20) % 10,
-                             is_test=np.arange(20) >= 15)
+    path = _write_npz_arrays(
+        tmp_path / "d.npz", images=images, labels=np.arange(20) % 10, is_test=np.arange(20) >= 15
+    )
     data = load_mnist(path=path, return_X_y=False)
     expected = (np.arange(20 * 784).reshape(20, 784) % 256).astype(np.float32) / 255
     np.testing.assert_array_equal(data.X_train, expected[:15])
@@ -990,15 +1002,17 @@ def test_mnist_loader_refuses_cifar_files(tmp_path, cifar_arrays):
     with pytest.raises(ValueError, match="Unknown file format"):
         load_mnist(path=folder / "data_batch_1")
     rng = np.random.default_rng(4)
-    path = _write_npz_arrays(tmp_path / "c.npz", images=_fake_images(rng, 20, (32, 32, 3)),
-                             labels=np.arange(20) % 10)
+    path = _write_npz_arrays(
+        tmp_path / "c.npz", images=_fake_images(rng, 20, (32, 32, 3)), labels=np.arange(20) % 10
+    )
     with pytest.raises(ValueError, match=r"c.npz holds images of shape \(32, 32, 3\)"):
         load_mnist(path=path)
 
 
 @pytest.mark.parametrize("source", ["idx", "cifar", "npz"])
-def test_memory_is_checked_before_allocating(tmp_path, monkeypatch, idx_arrays, cifar_arrays,
-                                             source):
+def test_memory_is_checked_before_allocating(
+    tmp_path, monkeypatch, idx_arrays, cifar_arrays, source
+):
     if source == "idx":
         path, loader = write_idx_folder(tmp_path / "mnist", idx_arrays), load_mnist
     elif source == "cifar":
@@ -1019,9 +1033,7 @@ def test_memory_is_checked_before_allocating(tmp_path, monkeypatch, idx_arrays, 
 
 # Where the Debian package dataset-fashion-mnist installs the four IDX files (override with
 # FASHION_MNIST_DIR); the test is skipped where neither exists.
-FASHION_MNIST_DIR = Path(
-    os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
-)
+FASHION_MNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 
 
 @pytest.mark.skipif(

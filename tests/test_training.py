@@ -219,25 +219,60 @@ def _sqrt_model(p, x):
     ("call", "error", "match"),
     [
         (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate="1", n_steps=2), TypeError, "lea"),
-        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=jnp.nan, n_steps=2), ValueError,
-         "learning_rate must be a finite number > 0"),
-        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1.0, n_steps=2.0), ValueError,
-         "n_steps"),
-        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1.0, n_steps=2,
-                                     x_test=np.ones((2, 3))), ValueError, "x_test"),
-        (lambda f, p, x, y: train_gd(f, p, np.ones((8, 3)), y, learning_rate=1.0, n_steps=2),
-         ValueError, r"fails on one row of x .*\(1, 3\)"),
-        (lambda f, p, x, y: train_gd(f, [{"W": np.ones((1, 4), int), "b": np.ones(4)}, p[1]], x,
-                                     y, learning_rate=1.0, n_steps=2), TypeError, "int"),
-        (lambda f, p, x, y: train_gd(_sqrt_model, {"w": jnp.ones((1, 1))}, x, y,
-                                     learning_rate=1.0, n_steps=2), ValueError, "row 0 of x"),
-        (lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1e4, n_steps=50), ValueError,
-         "diverged"),
+        (
+            lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=jnp.nan, n_steps=2),
+            ValueError,
+            "learning_rate must be a finite number > 0",
+        ),
+        (
+            lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1.0, n_steps=2.0),
+            ValueError,
+            "n_steps",
+        ),
+        (
+            lambda f, p, x, y: train_gd(
+                f, p, x, y, learning_rate=1.0, n_steps=2, x_test=np.ones((2, 3))
+            ),
+            ValueError,
+            "x_test",
+        ),
+        (
+            lambda f, p, x, y: train_gd(f, p, np.ones((8, 3)), y, learning_rate=1.0, n_steps=2),
+            ValueError,
+            r"fails on one row of x .*\(1, 3\)",
+        ),
+        (
+            lambda f, p, x, y: train_gd(
+                f,
+                [{"W": np.ones((1, 4), int), "b": np.ones(4)}, p[1]],
+                x,
+                y,
+                learning_rate=1.0,
+                n_steps=2,
+            ),
+            TypeError,
+            "int",
+        ),
+        (
+            lambda f, p, x, y: train_gd(
+                _sqrt_model, {"w": jnp.ones((1, 1))}, x, y, learning_rate=1.0, n_steps=2
+            ),
+            ValueError,
+            "row 0 of x",
+        ),
+        (
+            lambda f, p, x, y: train_gd(f, p, x, y, learning_rate=1e4, n_steps=50),
+            ValueError,
+            "diverged",
+        ),
         (lambda f, p, x, y: lazy_training_kappa(f, p, x, y, alpha="2"), TypeError, "alpha"),
         (lambda f, p, x, y: lazy_training_kappa(f, p, x, y.astype(str)), TypeError, "y must"),
         (lambda f, p, x, y: lazy_training_norms(f, {}, x), ValueError, "no parameters"),
-        (lambda f, p, x, y: lazy_training_norms(_sqrt_model, {"w": jnp.ones((1, 1))}, x),
-         ValueError, "NaN or infinite"),
+        (
+            lambda f, p, x, y: lazy_training_norms(_sqrt_model, {"w": jnp.ones((1, 1))}, x),
+            ValueError,
+            "NaN or infinite",
+        ),
         (lambda f, p, x, y: lazy_training_norms(f, p, np.ones((8, 2))), ValueError, "(1, 2)"),
         (lambda f, p, x, y: linearize(f, {"w": np.arange(3)}), TypeError, "int"),
     ],

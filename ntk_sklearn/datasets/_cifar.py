@@ -85,8 +85,7 @@ def _decode_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     if "data" not in batch or "labels" not in batch:
         hint = " (it looks like CIFAR-100, which has fine_labels)" if "fine_labels" in batch else ""
         raise ValueError(
-            f"CIFAR-10 batch {name} has no 'data' or 'labels' entry{hint}; found "
-            f"{sorted(batch)}."
+            f"CIFAR-10 batch {name} has no 'data' or 'labels' entry{hint}; found {sorted(batch)}."
         )
     data, labels = batch["data"], batch["labels"]
     if not (
