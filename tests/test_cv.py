@@ -312,10 +312,13 @@ def test_docstring_examples_run():
     assert result.failed == 0
 
 
-def test_alphas_whose_fits_fail_score_nan_as_in_grid_search(monkeypatch):
+@pytest.mark.parametrize("alphas", [[1e-3, 2.0], [1e-3, 1e-2, 2.0, 5.0]])  # Cholesky, eigh
+def test_alphas_whose_fits_fail_score_nan_as_in_grid_search(monkeypatch, alphas):
     """A fold kernel that no jitter makes positive definite at small alpha (here the training
     kernel shifted by -0.5 I): those candidates score NaN, ranked last, with a FitFailedWarning,
-    exactly as GridSearchCV (error_score=np.nan) scores the plain estimator's failed fits."""
+    exactly as GridSearchCV (error_score=np.nan) scores the plain estimator's failed fits; by
+    one Cholesky factor per alpha (2 alphas) and by one eigendecomposition per fold (4); and in
+    the closed-form leave-one-out."""
     from sklearn.exceptions import FitFailedWarning
 
     original = NeuralKernelBase._compute_kernels
@@ -328,7 +331,7 @@ def test_alphas_whose_fits_fail_score_nan_as_in_grid_search(monkeypatch):
 
     monkeypatch.setattr(NeuralKernelBase, "_compute_kernels", shifted)
     X, y = _data(False, 40)
-    alphas, splitter = [1e-3, 2.0], KFold(3, shuffle=True, random_state=0)
+    splitter = KFold(3, shuffle=True, random_state=0)
     with pytest.warns(FitFailedWarning, match="alpha=0.001"):
         model = NNGPRegressorCV(alphas=alphas, cv=splitter).fit(X, y)
     with warnings.catch_warnings():
@@ -341,8 +344,13 @@ def test_alphas_whose_fits_fail_score_nan_as_in_grid_search(monkeypatch):
     np.testing.assert_array_equal(
         model.cv_results_["rank_test_score"], search.cv_results_["rank_test_score"]
     )
-    assert model.alpha_ == 2.0
+    assert model.alpha_ == search.best_params_["alpha"] >= 2.0
     np.testing.assert_allclose(model.predict(X), search.predict(X), atol=1e-8)
+    with pytest.warns(FitFailedWarning, match="alpha=0.001"):
+        loo = NNGPRegressorCV(alphas=alphas, cv=None).fit(X, y)
+    scores = loo.cv_results_["mean_test_score"]
+    np.testing.assert_array_equal(np.isnan(scores), np.isnan(search.cv_results_["mean_test_score"]))
+    assert loo.alpha_ >= 2.0
     with pytest.raises(ValueError, match="All 3 cross-validation fits failed"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitFailedWarning)

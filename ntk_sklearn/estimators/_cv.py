@@ -19,7 +19,6 @@ from numbers import Integral
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, is_classifier
-from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import check_cv
 from sklearn.utils import check_random_state
@@ -27,7 +26,7 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ntk_sklearn import _progress, _warnings
+from ntk_sklearn import _progress
 from ntk_sklearn.estimators import _cv_search, _kernel_cache
 from ntk_sklearn.estimators._calibration import fit_temperature
 from ntk_sklearn.estimators._params import check_memory
@@ -314,11 +313,8 @@ class NeuralKernelCV(BaseEstimator):
             m[np.diag_indices_from(m)] += alpha
             try:
                 coef = CholeskySolver(alpha=float(alpha)).fit(m).solve(u.astype(m.dtype))
-            except np.linalg.LinAlgError as error:
-                # As GridSearchCV's error_score=np.nan: the candidate scores NaN on this fold
-                # (ranked last), with a FitFailedWarning; the other alphas go on.
-                _warnings.warn(f"alpha={alpha:.3g}: {error} It scores NaN.", FitFailedWarning)
-                out.append(np.full((1, cross.shape[0], u.shape[1]), np.nan))
+            except np.linalg.LinAlgError as error:  # the other alphas go on
+                out.append(_cv_search.failed_fit(alpha, error, (1, cross.shape[0], u.shape[1])))
                 continue
             out.append((weighted @ coef)[None])
         return np.stack(out)
@@ -357,16 +353,19 @@ class NeuralKernelCV(BaseEstimator):
         outputs = []
         for alpha in self.alphas_:
             loo = np.empty((len(X), Y.shape[1]))
-            loo[pos] = _cv_search.loo_outputs(spec, Y, s, float(alpha), None, 1.0)
-            if len(zero):
-                # Rows of zero weight are not in any fit: the fit on all rows predicts them.
-                cross = K[np.ix_(zero, pos)].astype(np.float64)
-                u = Y if s is None else s[:, None].astype(np.float64) * Y
-                evals = spec.evals.astype(np.float64) + alpha
-                evals = evals + eigenvalue_jitter(evals, float(alpha))
-                evecs = spec.evecs.astype(np.float64)
-                q = evecs @ ((evecs.T @ u) / evals[:, None])
-                loo[zero] = (cross if s is None else cross * s[None, :]) @ q
+            try:
+                loo[pos] = _cv_search.loo_outputs(spec, Y, s, float(alpha), None, 1.0)
+                if len(zero):
+                    # Rows of zero weight are not in any fit: the fit on all rows predicts them.
+                    cross = K[np.ix_(zero, pos)].astype(np.float64)
+                    u = Y if s is None else s[:, None].astype(np.float64) * Y
+                    evals = spec.evals.astype(np.float64) + alpha
+                    evals = evals + eigenvalue_jitter(evals, float(alpha))
+                    evecs = spec.evecs.astype(np.float64)
+                    q = evecs @ ((evecs.T @ u) / evals[:, None])
+                    loo[zero] = (cross if s is None else cross * s[None, :]) @ q
+            except np.linalg.LinAlgError as error:
+                loo = _cv_search.failed_fit(alpha, error, loo.shape)
             outputs.extend([combine(loo, zero)] * len(ts))
         fit_time = (time.perf_counter() - start + self.kernel_time_) / len(outputs)
         scores = np.empty((len(outputs), 1))
@@ -374,6 +373,9 @@ class NeuralKernelCV(BaseEstimator):
         kwargs = {} if not self._score_weighted else {"sample_weight": w}
         for c, out in enumerate(outputs):
             start = time.perf_counter()
+            if np.isnan(out).any():  # a failed fit (see _cv_search.failed_fit)
+                scores[c, 0], score_times[c, 0] = np.nan, 0.0
+                continue
             scores[c, 0] = self.scorer_(self._fold_model(out, None), X, y, **kwargs)
             score_times[c, 0] = time.perf_counter() - start
         return scores, (np.full_like(scores, fit_time), score_times)

@@ -27,8 +27,9 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from sklearn.exceptions import FitFailedWarning
 
-from ntk_sklearn import dynamics
+from ntk_sklearn import _warnings, dynamics
 from ntk_sklearn.solvers._jitter import eigenvalue_jitter
 
 
@@ -75,15 +76,30 @@ def fold_means(
     ts,
     rate: float,
 ) -> np.ndarray:
-    """Mean outputs ``K_* S A_t S z`` for every ``α`` and ``t``: ``(n_alphas, n_ts, n_val, k)``."""
+    """Mean outputs ``K_* S A_t S z`` for every ``α`` and ``t``: ``(n_alphas, n_ts, n_val, k)``.
+
+    An ``α`` at which the fold's kernel is singular beyond any jitter (a fit would raise) gives
+    NaN outputs, with :func:`failed_fit`'s warning.
+    """
     proj = k_cross if s is None else k_cross * s[None, :]
     proj = jnp.asarray(proj) @ jnp.asarray(spec.evecs)
     coef = jnp.asarray(spec.evecs).T @ jnp.asarray(z if s is None else s[:, None] * z)
     out = []
     for alpha in alphas:
-        g = jnp.asarray(gains(spec, alpha, ts, rate))
+        try:
+            g = jnp.asarray(gains(spec, alpha, ts, rate))
+        except np.linalg.LinAlgError as error:
+            out.append(failed_fit(alpha, error, (len(ts), proj.shape[0], coef.shape[1])))
+            continue
         out.append(np.asarray(jnp.einsum("ij,tj,jk->tik", proj, g, coef)))
     return np.stack(out)
+
+
+def failed_fit(alpha: float, error: Exception, shape: tuple[int, ...]) -> np.ndarray:
+    """NaN outputs of a candidate whose fit fails, with a ``FitFailedWarning``: as
+    ``GridSearchCV``'s ``error_score=np.nan``, it scores NaN on the fold and ranks last."""
+    _warnings.warn(f"alpha={alpha:.3g}: {error} It scores NaN.", FitFailedWarning)
+    return np.full(shape, np.nan)
 
 
 def loo_outputs(
