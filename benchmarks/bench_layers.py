@@ -23,12 +23,11 @@ The machine is shared: every measurement runs ``--repeats`` times (best kept), p
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -42,6 +41,9 @@ from ntk_sklearn.kernels import (
     Relu,
     serial,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import run_json_script  # noqa: E402
 
 #: neural-tangents' versions of the stacks (run in its own interpreter).
 _NT_SCRIPT = textwrap.dedent(
@@ -146,17 +148,9 @@ def main() -> None:
             dtype=f"np.{np.dtype(dtype).name}",
             repeats=args.repeats,
         )
-        proc = subprocess.run(
-            [args.nt_python, "-c", script],
-            input=json.dumps(inputs),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode:
-            print("neural-tangents run failed:\n" + proc.stderr[-3000:], file=sys.stderr)
+        nt = run_json_script(args.nt_python, script, inputs)
+        if nt is None:
             return
-        nt = json.loads(proc.stdout.strip().splitlines()[-1])
         for name in ("resnet", "attention"):
             ratio = nt[name]["seconds"] / results[name]["seconds"]
             ref = np.asarray(nt[name]["ntk"])

@@ -41,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_conv  # noqa: E402
+from _timing import run_json_script  # noqa: E402
 
 from ntk_sklearn.architectures import make_stack  # noqa: E402
 from ntk_sklearn.kernels import _pooled  # noqa: E402
@@ -243,17 +244,9 @@ def run(args, dtype, results) -> None:
             "e1": e1.tolist(),
             "e2": e2.tolist(),
         }
-        proc = subprocess.run(
-            [args.nt_python, "-c", script],
-            input=json.dumps(data),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode:
-            print("neural-tangents run failed:\n" + proc.stderr[-3000:], file=sys.stderr)
+        nt = run_json_script(args.nt_python, script, data)
+        if nt is None:
             return
-        nt = json.loads(proc.stdout.strip().splitlines()[-1])
         nt_load = os.getloadavg()[0]
         # Ours again right after, so that both sides see the same machine.
         again = _timed_pairs(stack, x1, x2, args.repeats)
